@@ -1,0 +1,7 @@
+"""Testing aids: the in-memory backend (the executable specification of the contract)."""
+
+from __future__ import annotations
+
+from ._memory import MEMORY_CAPABILITIES, MemoryBackend, open_memory_backend
+
+__all__ = ["MEMORY_CAPABILITIES", "MemoryBackend", "open_memory_backend"]
