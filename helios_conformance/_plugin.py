@@ -25,7 +25,7 @@ from ._client import SyncClient
 from ._contract import Backend, BackendConfig
 from ._data import suites_dir
 from ._errors import BackendUnavailable, Unsupported
-from ._registry import InvalidBackend, UnknownBackend, load_factory, open_backend
+from ._registry import InvalidBackend, UnknownBackend, check_backend_name, open_backend
 from ._results import BackendRecord, Outcome, RunResults, TestResult, write_results
 from ._tenancy import TenantContext, TenantPermissions
 
@@ -92,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     name = config.getoption("backend") or os.environ.get("HELIOS_BACKEND") or DEFAULT_BACKEND
     try:
-        load_factory(name)
+        check_backend_name(name)
     except UnknownBackend as exc:
         raise pytest.UsageError(str(exc)) from None
     session = HeliosSession(config, name)
@@ -271,10 +271,9 @@ class HeliosSession:
             self._backend = self.runner.run(open_backend(self.name, self._backend_config()))
         except BackendUnavailable as exc:
             self._unavailable = exc.message
-        except (UnknownBackend, InvalidBackend) as exc:
-            raise pytest.UsageError(str(exc)) from exc
-        except UnknownCapability as exc:
-            raise pytest.UsageError(f"backend {self.name!r}: {exc}") from exc
+        except (UnknownBackend, InvalidBackend, UnknownCapability) as exc:
+            # A broken plugin is a usage problem of the whole session, not of one test.
+            pytest.exit(f"backend {self.name!r} cannot be used: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
     def backend_or_skip(self, node: pytest.Item | pytest.Collector | Any) -> Backend:
         """Open the backend on first use; skip (or fail, when required) if it is unavailable."""

@@ -37,6 +37,17 @@ def installed_backends() -> dict[str, EntryPoint]:
     return dict(sorted(found.items()))
 
 
+def check_backend_name(name: str) -> None:
+    """Raise :class:`UnknownBackend` unless ``name`` is installed or has ``module:attr`` form.
+
+    Nothing is imported: a plugin whose import is broken fails when it is opened, with
+    its own error, instead of breaking every pytest session that has the harness installed.
+    """
+    installed = installed_backends()
+    if name not in installed and ":" not in name:
+        raise UnknownBackend(name, list(installed))
+
+
 def load_factory(name: str) -> BackendFactory:
     """Import and return the factory of the backend ``name``.
 

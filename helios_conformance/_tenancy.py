@@ -31,7 +31,7 @@ class TenantId:
     value: str
 
     def __post_init__(self) -> None:
-        _validate(self.value, allow_reserved=self.value == _SYSTEM_VALUE)
+        _validate(self.value)
 
     @classmethod
     def parse(cls, value: str) -> TenantId:
@@ -82,7 +82,7 @@ class TenantId:
         return self.value
 
 
-def _validate(value: str, *, allow_reserved: bool) -> None:
+def _validate(value: str) -> None:
     if not value:
         raise InvalidRequest("tenant id must not be empty")
     if len(value) > MAX_TENANT_ID_LENGTH:
@@ -100,12 +100,15 @@ def _validate(value: str, *, allow_reserved: bool) -> None:
                 f"tenant id {value!r}: segment {position + 1} ({segment!r}) must be 1-64 of "
                 "[a-z0-9_-], starting and ending with a letter or digit"
             )
-    if not allow_reserved and segments[0] in RESERVED_TENANT_SEGMENTS:
+    if segments[0] in RESERVED_TENANT_SEGMENTS:
         raise InvalidRequest(f"tenant id {value!r} uses the reserved segment {segments[0]!r}")
 
 
 _SYSTEM_VALUE = "system"
-_SYSTEM = TenantId(_SYSTEM_VALUE)
+# The system tenant is the one tenant with a reserved id, so it is built without
+# going through validation; callers can only obtain it from TenantId.system().
+_SYSTEM = object.__new__(TenantId)
+object.__setattr__(_SYSTEM, "value", _SYSTEM_VALUE)
 
 
 class Operation(enum.StrEnum):
