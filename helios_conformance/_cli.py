@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--backend", default="sqlite", help="backend name or module:factory")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="output directory")
-    run.add_argument("--workers", default="auto", help="pytest-xdist workers: a number, 'auto' or 0")
+    run.add_argument(
+        "--workers", default="auto", help="pytest-xdist workers: a number, 'auto' or 0"
+    )
     run.add_argument("--backend-url", default=None, help="server URL, DSN or database path")
     run.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--require", action="store_true", help="fail if the backend is unavailable")
@@ -46,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         "matrix", help="render the capability matrix from stored results documents"
     )
     matrix.add_argument("results", nargs="+", type=Path, help="results JSON documents")
-    matrix.add_argument("--out", type=Path, default=None, help="output directory (default: reports)")
+    matrix.add_argument(
+        "--out", type=Path, default=None, help="output directory (default: reports)"
+    )
 
     commands.add_parser("backends", help="list the installed backend plugins")
     catalog = commands.add_parser("catalog", help="print the capability catalog")
@@ -58,9 +62,18 @@ def pytest_command(args: argparse.Namespace, results_path: Path) -> list[str]:
     """The pytest invocation that certifies ``args.backend`` into ``results_path``."""
     suites = suites_dir()
     command = [
-        sys.executable, "-m", "pytest", str(suites),
-        "-c", str(_SUITE_INI), "--rootdir", str(suites.parent),
-        "--backend", args.backend, "--helios-results", str(results_path),
+        sys.executable,
+        "-m",
+        "pytest",
+        str(suites),
+        "-c",
+        str(_SUITE_INI),
+        "--rootdir",
+        str(suites.parent),
+        "--backend",
+        args.backend,
+        "--helios-results",
+        str(results_path),
     ]
     if str(args.workers) not in ("0", "1"):
         command += ["-n", str(args.workers)]
@@ -82,7 +95,9 @@ def _run(args: argparse.Namespace) -> int:
     results_path = reports / f"{safe_name}.json"
     status = subprocess.call(pytest_command(args, results_path))
     if not results_path.is_file():
-        print(f"helios-conformance: pytest exited with {status} and wrote no results", file=sys.stderr)
+        print(
+            f"helios-conformance: pytest exited with {status} and wrote no results", file=sys.stderr
+        )
         return status or 1
     written = _render(sorted(reports.glob("*.json")), reports)
     print(f"helios-conformance: wrote {results_path} and {', '.join(str(p) for p in written)}")
@@ -112,7 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.json:
         rows = [
-            {"id": c.id, "title": c.title, "area": c.area, "level": c.level.value, "spec_url": c.spec_url}
+            {
+                "id": c.id,
+                "title": c.title,
+                "area": c.area,
+                "level": c.level.value,
+                "spec_url": c.spec_url,
+            }
             for c in CATALOG
         ]
         print(json.dumps(rows, indent=2))

@@ -43,14 +43,18 @@ class SyncClient:
         self, tenant: str | TenantContext, permissions: TenantPermissions | None = None
     ) -> SyncClient:
         """A client for another tenant context on the same backend and event loop."""
-        context = tenant if isinstance(tenant, TenantContext) else TenantContext.of(tenant, permissions)
+        context = (
+            tenant if isinstance(tenant, TenantContext) else TenantContext.of(tenant, permissions)
+        )
         return SyncClient(self._backend, self._runner, context)
 
     def run(self, awaitable: Coroutine[Any, Any, T]) -> T:
         """Run one coroutine to completion on the worker's event loop."""
         return self._runner.run(awaitable)
 
-    def gather(self, *awaitables: Awaitable[T], return_exceptions: bool = True) -> list[T | BaseException]:
+    def gather(
+        self, *awaitables: Awaitable[T], return_exceptions: bool = True
+    ) -> list[T | BaseException]:
         """Run several coroutines concurrently; exceptions are returned, not raised."""
 
         async def _all() -> list[T | BaseException]:
@@ -98,7 +102,11 @@ class SyncClient:
         storage = self._as(ResourceStorage, "crud.update")  # type: ignore[type-abstract]
         return self._call(
             lambda: storage.update(
-                self.context, resource_type, resource_id, resource, expected_version=expected_version
+                self.context,
+                resource_type,
+                resource_id,
+                resource,
+                expected_version=expected_version,
             )
         )
 
@@ -143,8 +151,13 @@ class SyncClient:
         storage = self._as(HistoryStorage, "history.instance")  # type: ignore[type-abstract]
         return self._call(
             lambda: storage.history_instance(
-                self.context, resource_type, resource_id,
-                since=since, before=before, count=count, cursor=cursor,
+                self.context,
+                resource_type,
+                resource_id,
+                since=since,
+                before=before,
+                count=count,
+                cursor=cursor,
             )
         )
 

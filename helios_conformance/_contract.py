@@ -104,7 +104,9 @@ class ResourceStorage(Protocol):
         """
         ...
 
-    async def read(self, context: TenantContext, resource_type: str, resource_id: str) -> StoredResource:
+    async def read(
+        self, context: TenantContext, resource_type: str, resource_id: str
+    ) -> StoredResource:
         """Return the current version.
 
         Raises:

@@ -49,7 +49,9 @@ class CursorCodec:
             body_text, mac_text = cursor.split(".")
             body, mac = _unb64(body_text), _unb64(mac_text)
         except (ValueError, AttributeError) as exc:
-            raise InvalidSearch(f"{parameter}: {cursor!r} is not a cursor", parameter=parameter) from exc
+            raise InvalidSearch(
+                f"{parameter}: {cursor!r} is not a cursor", parameter=parameter
+            ) from exc
         if not hmac.compare_digest(mac, self._mac(scope, body)):
             raise InvalidSearch(
                 f"{parameter}: the cursor was altered, or was issued for another query or tenant",

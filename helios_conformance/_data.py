@@ -64,7 +64,9 @@ def load_fixture_json(relative_path: str) -> Any:
     """
     expected = _manifest_hashes().get(relative_path)
     if expected is None:
-        raise FixtureIntegrityError(f"fixtures/{relative_path} is not listed in fixtures/MANIFEST.json")
+        raise FixtureIntegrityError(
+            f"fixtures/{relative_path} is not listed in fixtures/MANIFEST.json"
+        )
     data = (fixtures_dir() / relative_path).read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
@@ -82,5 +84,5 @@ def r4_resource_types() -> frozenset[str]:
 
 def r4_example(name: str) -> dict[str, Any]:
     """Return a fresh copy of an official R4 example, e.g. ``"Patient-example"``."""
-    loaded: dict[str, Any] = load_fixture_json(f"r4/examples/{name}.json")
-    return json.loads(json.dumps(loaded))
+    copy: dict[str, Any] = json.loads(json.dumps(load_fixture_json(f"r4/examples/{name}.json")))
+    return copy

@@ -62,7 +62,9 @@ class Gone(HeliosError):
     issue_code = "deleted"
     http_status = 410
 
-    def __init__(self, message: str, *, resource_type: str, resource_id: str, version_id: str) -> None:
+    def __init__(
+        self, message: str, *, resource_type: str, resource_id: str, version_id: str
+    ) -> None:
         super().__init__(message)
         self.resource_type = resource_type
         self.resource_id = resource_id

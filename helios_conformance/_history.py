@@ -41,7 +41,9 @@ def history_window(
     """
     for name, value in (("_since", since), ("before", before)):
         if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
-            raise InvalidSearch(f"{name} must be a timezone-aware instant, got {value!r}", parameter=name)
+            raise InvalidSearch(
+                f"{name} must be a timezone-aware instant, got {value!r}", parameter=name
+            )
     if count is None:
         count = DEFAULT_HISTORY_COUNT
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_HISTORY_COUNT:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -273,7 +273,10 @@ class HeliosSession:
             self._unavailable = exc.message
         except (UnknownBackend, InvalidBackend, UnknownCapability) as exc:
             # A broken plugin is a usage problem of the whole session, not of one test.
-            pytest.exit(f"backend {self.name!r} cannot be used: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+            pytest.exit(
+                f"backend {self.name!r} cannot be used: {exc}",
+                returncode=pytest.ExitCode.USAGE_ERROR,
+            )
 
     def backend_or_skip(self, node: pytest.Item | pytest.Collector | Any) -> Backend:
         """Open the backend on first use; skip (or fail, when required) if it is unavailable."""
@@ -349,7 +352,7 @@ class _Collector:
         return bool(self._tests)
 
     def add(self, report: pytest.TestReport) -> None:
-        properties = dict(report.user_properties)
+        properties: dict[str, Any] = dict(report.user_properties)
         capabilities = properties.get(_CAPABILITIES_PROPERTY)
         if capabilities is None:
             return
@@ -448,7 +451,7 @@ def _required_capabilities(item: pytest.Item) -> frozenset[str] | None:
 def _capabilities_of(item: pytest.Item) -> tuple[str, ...] | None:
     for key, value in item.user_properties:
         if key == _CAPABILITIES_PROPERTY:
-            return tuple(value)
+            return tuple(cast(list[str], value))
     return None
 
 

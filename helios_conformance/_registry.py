@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from importlib.metadata import EntryPoint, entry_points
+from typing import cast
 
 from ._contract import Backend, BackendConfig, BackendFactory
 
@@ -68,7 +69,7 @@ def load_factory(name: str) -> BackendFactory:
             raise UnknownBackend(name, list(installed), f"cannot load {name!r}: {exc}") from exc
         if not callable(target):
             raise UnknownBackend(name, list(installed), f"{name!r} is not callable")
-        return target  # type: ignore[return-value]
+        return cast(BackendFactory, target)
     raise UnknownBackend(name, list(installed))
 
 

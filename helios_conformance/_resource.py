@@ -150,7 +150,9 @@ def validate_resource(
         )
     meta = body.get("meta")
     if meta is not None and not isinstance(meta, Mapping):
-        raise InvalidResource(f"meta must be a JSON object, got {type(meta).__name__}", location="meta")
+        raise InvalidResource(
+            f"meta must be a JSON object, got {type(meta).__name__}", location="meta"
+        )
     try:
         # Round-tripping through JSON both deep-copies and proves the body is JSON:
         # no NaN/Infinity, no sets, no non-string keys.
@@ -161,7 +163,9 @@ def validate_resource(
     return copy
 
 
-def stamp(resource: Resource, resource_id: str, version_id: str, last_updated: datetime) -> Resource:
+def stamp(
+    resource: Resource, resource_id: str, version_id: str, last_updated: datetime
+) -> Resource:
     """Set ``id``, ``meta.versionId`` and ``meta.lastUpdated`` on a validated copy, in place."""
     resource["id"] = resource_id
     meta = dict(resource.get("meta") or {})

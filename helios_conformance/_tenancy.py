@@ -162,8 +162,10 @@ class TenantPermissions:
     def allows(self, operation: Operation, resource_type: str | None = None) -> bool:
         if operation not in self.operations:
             return False
-        return resource_type is None or self.resource_types is None or (
-            resource_type in self.resource_types
+        return (
+            resource_type is None
+            or self.resource_types is None
+            or (resource_type in self.resource_types)
         )
 
 
@@ -225,7 +227,9 @@ class TenantContext:
         Backends call this before touching storage, so a denied call has no effect.
         """
         if operation not in self.permissions.operations:
-            raise AccessDenied(f"tenant {self.tenant}: operation {operation.value!r} is not permitted")
+            raise AccessDenied(
+                f"tenant {self.tenant}: operation {operation.value!r} is not permitted"
+            )
         types = self.permissions.resource_types
         if resource_type is not None and types is not None and resource_type not in types:
             raise AccessDenied(

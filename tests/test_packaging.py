@@ -14,13 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     builders = pytest.importorskip("hatchling.builders.wheel", reason="hatchling builds the wheel")
     out = tmp_path_factory.mktemp("wheel")
-    built = next(iter(builders.WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"])))
+    built = next(
+        iter(builders.WheelBuilder(str(ROOT)).build(directory=str(out), versions=["standard"]))
+    )
     return zipfile.ZipFile(built)
 
 
 def test_suites_and_fixtures_live_inside_the_package(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
-    suite_files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "suites").rglob("test_*.py"))
+    suite_files = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "suites").rglob("test_*.py")
+    )
     assert suite_files
     for suite_file in suite_files:
         assert f"helios_conformance/_bundled/{suite_file}" in names

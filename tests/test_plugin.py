@@ -15,7 +15,7 @@ pytest_plugins = ["pytester"]
 
 HERE = Path(__file__).resolve().parent
 
-GATED_TESTS = '''
+GATED_TESTS = """
 import pytest
 from helios_conformance import NotFound
 
@@ -34,7 +34,7 @@ def test_undeclared(client):
 
 def test_plain():
     pass
-'''
+"""
 
 
 @pytest.fixture
@@ -104,7 +104,8 @@ def test_declared_capability_raising_unsupported_fails(
         str(suites_dir() / "versioning"),
         "--backend=selftest_backends:open_refuses_vread",
         f"--helios-results={results_path}",
-        "-p", "no:randomly",
+        "-p",
+        "no:randomly",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     vread = [t for t in load_results(results_path).tests if "versioning.vread" in t.capabilities]
@@ -113,18 +114,24 @@ def test_declared_capability_raising_unsupported_fails(
     assert all("Unsupported" in (t.message or "") or "vread" in (t.message or "") for t in vread)
 
 
-def test_backend_that_ignores_if_match_is_caught(pytester: pytest.Pytester, results_path: Path) -> None:
+def test_backend_that_ignores_if_match_is_caught(
+    pytester: pytest.Pytester, results_path: Path
+) -> None:
     result = pytester.runpytest(
         str(suites_dir() / "versioning"),
         "--backend=selftest_backends:open_ignores_if_match",
         f"--helios-results={results_path}",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    if_match = [t for t in load_results(results_path).tests if "versioning.if_match" in t.capabilities]
+    if_match = [
+        t for t in load_results(results_path).tests if "versioning.if_match" in t.capabilities
+    ]
     assert any(t.outcome is Outcome.FAILED for t in if_match)
 
 
-def test_unavailable_backend_skips_with_reason(pytester: pytest.Pytester, results_path: Path) -> None:
+def test_unavailable_backend_skips_with_reason(
+    pytester: pytest.Pytester, results_path: Path
+) -> None:
     pytester.makepyfile(test_gated=GATED_TESTS)
     result = pytester.runpytest(
         "--backend=selftest_backends:open_unavailable", f"--helios-results={results_path}", "-rs"
@@ -136,7 +143,9 @@ def test_unavailable_backend_skips_with_reason(pytester: pytest.Pytester, result
     assert {t["outcome"] for t in document["tests"]} == {"unavailable"}
 
 
-def test_required_backend_that_is_unavailable_fails(pytester: pytest.Pytester, results_path: Path) -> None:
+def test_required_backend_that_is_unavailable_fails(
+    pytester: pytest.Pytester, results_path: Path
+) -> None:
     pytester.makepyfile(test_gated=GATED_TESTS)
     backend = "selftest_backends:open_unavailable"
     result = pytester.runpytest(f"--backend={backend}", f"--helios-require={backend}")
@@ -178,13 +187,13 @@ def test_probe_run_finds_under_claimed_capabilities(
 
 def test_probe_run_finds_unsafe_capabilities(pytester: pytest.Pytester, results_path: Path) -> None:
     pytester.makepyfile(
-        test_probe='''
+        test_probe="""
 import pytest
 
 @pytest.mark.requires("history.type")
 def test_type_history(client):
     assert client.history_type("Patient").entries == ()
-'''
+"""
     )
     result = pytester.runpytest(
         "--backend=selftest_backends:open_crashes_on_history",
@@ -197,14 +206,14 @@ def test_type_history(client):
 
 def test_probe_run_records_clean_refusals(pytester: pytest.Pytester, results_path: Path) -> None:
     pytester.makepyfile(
-        test_probe='''
+        test_probe="""
 import pytest
 from helios_conformance import Unsupported
 
 @pytest.mark.requires("transactions.bundle")
 def test_refuses(client):
     raise Unsupported("no transactions here", capability="transactions.bundle")
-'''
+"""
     )
     result = pytester.runpytest(
         "--backend=memory", "--helios-probe", f"--helios-results={results_path}"

@@ -5,16 +5,24 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import helios_conformance
-from helios_conformance import CATALOG, AREAS, CapabilityDeclaration, Level, UnknownCapability, capability
-
 import pytest
+
+import helios_conformance
+from helios_conformance import (
+    AREAS,
+    CATALOG,
+    CapabilityDeclaration,
+    Level,
+    UnknownCapability,
+    capability,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_all_is_sorted_and_complete() -> None:
     exported = helios_conformance.__all__
+
     # Sorted the way ruff's RUF022 sorts: SCREAMING_CASE, then CamelCase, then the rest.
     def kind(name: str) -> tuple[int, str]:
         if name.isupper():
@@ -42,7 +50,16 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-DRIVERS = {"aiosqlite", "sqlite3", "asyncpg", "pymongo", "elasticsearch", "neo4j", "cassandra", "boto3"}
+DRIVERS = {
+    "aiosqlite",
+    "sqlite3",
+    "asyncpg",
+    "pymongo",
+    "elasticsearch",
+    "neo4j",
+    "cassandra",
+    "boto3",
+}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "helios_conformance").rglob("*.py")), ids=str)
@@ -55,11 +72,29 @@ def test_harness_imports_no_driver_and_no_backend(path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ROOT / "suites").rglob("*.py")), ids=str)
 def test_suites_import_only_the_harness(path: Path) -> None:
     imported = _imports(path)
-    assert imported <= {"helios_conformance", "pytest", "hypothesis", "__future__", "datetime",
-                        "json", "copy", "uuid", "re", "typing", "collections", "itertools",
-                        "time", "asyncio", "dataclasses", "functools", "string", "math"}, imported
+    assert imported <= {
+        "helios_conformance",
+        "pytest",
+        "hypothesis",
+        "__future__",
+        "datetime",
+        "json",
+        "copy",
+        "uuid",
+        "re",
+        "typing",
+        "collections",
+        "itertools",
+        "time",
+        "asyncio",
+        "dataclasses",
+        "functools",
+        "string",
+        "math",
+    }, imported
     source = path.read_text(encoding="utf-8")
-    assert "info.name ==" not in source and "backend.name" not in source
+    assert "info.name ==" not in source
+    assert "backend.name" not in source
 
 
 class TestCatalog:
@@ -77,18 +112,49 @@ class TestCatalog:
     def test_areas_cover_the_mission(self) -> None:
         ids = {c.id for c in CATALOG}
         for expected in (
-            "crud.create", "versioning.vread", "versioning.if_match", "history.instance",
-            "history.type", "history.system", "history.deletes", "transactions.bundle",
-            "transactions.batch", "conditional.create", "conditional.update", "conditional.delete",
-            "conditional.patch", "patch.json_patch", "tenancy.shared_schema",
-            "tenancy.schema_per_tenant", "tenancy.permissions", "search.param.string",
-            "search.param.token", "search.param.date", "search.param.number",
-            "search.param.quantity", "search.param.reference", "search.param.uri",
-            "search.param.composite", "search.modifier.not", "search.modifier.missing",
-            "search.prefix.ap", "search.text", "search.content", "search.filter", "search.chain",
-            "search.has", "search.include", "search.revinclude", "search.paging.offset",
-            "search.paging.cursor", "search.sort.single", "search.sort.multi",
-            "bulk.export.system", "bulk.export.patient", "bulk.export.group", "bulk.submit",
+            "crud.create",
+            "versioning.vread",
+            "versioning.if_match",
+            "history.instance",
+            "history.type",
+            "history.system",
+            "history.deletes",
+            "transactions.bundle",
+            "transactions.batch",
+            "conditional.create",
+            "conditional.update",
+            "conditional.delete",
+            "conditional.patch",
+            "patch.json_patch",
+            "tenancy.shared_schema",
+            "tenancy.schema_per_tenant",
+            "tenancy.permissions",
+            "search.param.string",
+            "search.param.token",
+            "search.param.date",
+            "search.param.number",
+            "search.param.quantity",
+            "search.param.reference",
+            "search.param.uri",
+            "search.param.composite",
+            "search.modifier.not",
+            "search.modifier.missing",
+            "search.prefix.ap",
+            "search.text",
+            "search.content",
+            "search.filter",
+            "search.chain",
+            "search.has",
+            "search.include",
+            "search.revinclude",
+            "search.paging.offset",
+            "search.paging.cursor",
+            "search.sort.single",
+            "search.sort.multi",
+            "bulk.export.system",
+            "bulk.export.patient",
+            "bulk.export.group",
+            "bulk.submit",
         ):
             assert expected in ids
 
@@ -105,5 +171,6 @@ class TestCatalog:
         declaration = CapabilityDeclaration.of(["crud.create", "crud.read"])
         assert declaration.supports("crud.create", "crud.read")
         assert declaration.missing(["crud.read", "crud.delete", "history.type"]) == (
-            "crud.delete", "history.type",
+            "crud.delete",
+            "history.type",
         )

@@ -108,7 +108,9 @@ class TestContext:
         assert caught.value.http_status == 403
 
     def test_require_denies_type(self) -> None:
-        permissions = TenantPermissions.builder().allow_all_operations().only_types(["Patient"]).build()
+        permissions = (
+            TenantPermissions.builder().allow_all_operations().only_types(["Patient"]).build()
+        )
         context = TenantContext.of("acme", permissions)
         with pytest.raises(AccessDenied, match="on Observation is not permitted"):
             context.require(Operation.READ, "Observation")

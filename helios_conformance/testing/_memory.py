@@ -106,7 +106,9 @@ class MemoryBackend:
         moment = self._clock.now()
         text = None
         if body is not None:
-            text = json.dumps(stamp(body, chain.resource_id, version_id, moment), ensure_ascii=False)
+            text = json.dumps(
+                stamp(body, chain.resource_id, version_id, moment), ensure_ascii=False
+            )
         version = _Version(len(self._log) + 1, version_id, moment, body is None, text)
         chain.versions.append(version)
         self._chains[(context.tenant, chain.resource_type, chain.resource_id)] = chain
@@ -201,7 +203,9 @@ class MemoryBackend:
             )
         return chain
 
-    async def read(self, context: TenantContext, resource_type: str, resource_id: str) -> StoredResource:
+    async def read(
+        self, context: TenantContext, resource_type: str, resource_id: str
+    ) -> StoredResource:
         context.require(Operation.READ, resource_type)
         chain = self._live_chain(context, resource_type, resource_id)
         return _stored(chain, chain.current)
@@ -275,7 +279,9 @@ class MemoryBackend:
         next_cursor = None
         if more:
             next_cursor = self._cursors.encode(scope, {"before_sequence": entries[-1][1].sequence})
-        return HistoryPage(tuple(_stored(chain, version) for chain, version in entries), next_cursor)
+        return HistoryPage(
+            tuple(_stored(chain, version) for chain, version in entries), next_cursor
+        )
 
     async def history_instance(
         self,
