@@ -12,10 +12,18 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl
 
-from ._contract import Backend, HistoryStorage, ResourceStorage, VersionedStorage
+from ._contract import (
+    Backend,
+    HistoryStorage,
+    QueryParameters,
+    ResourceStorage,
+    SearchStorage,
+    VersionedStorage,
+)
 from ._errors import Unsupported
-from ._resource import HistoryPage, Resource, StoredResource
+from ._resource import HistoryPage, Resource, SearchResult, StoredResource
 from ._tenancy import TenantContext, TenantPermissions
 
 T = TypeVar("T")
@@ -190,6 +198,24 @@ class SyncClient:
             lambda: storage.history_system(
                 self.context, since=since, before=before, count=count, cursor=cursor
             )
+        )
+
+    # -- SearchStorage -------------------------------------------------------------
+
+    def search(
+        self, resource_type: str, query: str | QueryParameters = "", *, strict: bool = True
+    ) -> SearchResult:
+        """Search ``resource_type`` with a query string (``"family=Lee&_count=2"``) or pairs.
+
+        A string is split and URL-decoded the way an HTTP server would
+        (``urllib.parse.parse_qsl``, blank values kept so they can be refused).
+        """
+        storage = self._as(SearchStorage, "search.param.common")  # type: ignore[type-abstract]
+        parameters = (
+            parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+        )
+        return self._call(
+            lambda: storage.search(self.context, resource_type, parameters, strict=strict)
         )
 
     def history_all_pages(self, first: Callable[[str | None], HistoryPage]) -> list[StoredResource]:

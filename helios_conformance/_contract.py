@@ -13,14 +13,14 @@ apart (the same id in two tenants is two resources) and MUST call
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ._capabilities import CapabilityDeclaration
-from ._resource import HistoryPage, Resource, StoredResource
+from ._resource import HistoryPage, Resource, SearchResult, StoredResource
 from ._tenancy import TenantContext
 
 
@@ -225,4 +225,38 @@ class HistoryStorage(Protocol):
         cursor: str | None = None,
     ) -> HistoryPage:
         """History of every resource in the tenant."""
+        ...
+
+
+QueryParameters = Sequence[tuple[str, str]]
+"""A FHIR search as ordered ``(name, value)`` pairs, already URL-decoded; a name that
+repeats is an AND, commas inside a value are an OR (R4 search.html)."""
+
+
+@runtime_checkable
+class SearchStorage(Protocol):
+    """Type-level search (R4 search.html).
+
+    A backend parses ``parameters`` with the harness's shared parser
+    (``helios_conformance.search``), so every backend agrees on what a query means,
+    and evaluates it with the semantics of the reference evaluator.
+    """
+
+    async def search(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        parameters: QueryParameters,
+        *,
+        strict: bool = True,
+    ) -> SearchResult:
+        """Return the first page of live resources of ``resource_type`` matching the query.
+
+        Under strict handling an unknown parameter raises InvalidSearch; under lenient
+        handling it is ignored and named in ``SearchResult.ignored``.
+
+        Raises:
+            InvalidSearch: a malformed query; the message names the parameter.
+            Unsupported: a modifier or feature the backend does not implement.
+        """
         ...

@@ -60,6 +60,34 @@ class HistoryPage:
     next_cursor: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One page of search results.
+
+    ``entries`` are the matches in result order (``_sort`` or the backend's stable
+    default); ``included`` holds ``_include``/``_revinclude`` resources, each once and
+    never counted in the page size. ``total`` is set when ``_total=accurate`` or
+    ``_summary=count`` asks for it (``_summary=count`` returns no entries).
+    ``ignored`` names the parameters skipped under lenient handling.
+    """
+
+    entries: tuple[StoredResource, ...]
+    included: tuple[StoredResource, ...] = ()
+    total: int | None = None
+    next_cursor: str | None = None
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The ids of the matches, in result order."""
+        return tuple(entry.id for entry in self.entries)
+
+    @property
+    def included_references(self) -> tuple[str, ...]:
+        """``Type/id`` of every included resource, in result order."""
+        return tuple(entry.reference for entry in self.included)
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
