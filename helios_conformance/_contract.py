@@ -98,7 +98,9 @@ class ResourceStorage(Protocol):
     ) -> tuple[StoredResource, bool]:
         """Store ``resource`` at a client-chosen id (update as create, R4 http.html#upsert).
 
-        Returns the stored version and whether it was created. A missing resource is
+        The body MUST carry ``id`` equal to ``resource_id``, as for any PUT
+        (R4 http.html#update). Returns the stored version and whether it was created.
+        A missing resource is
         created as version "1"; a deleted one is re-created, continuing its version
         chain; a live one is updated.
         """

@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import cast
 
 from ._contract import Backend, BackendConfig, BackendFactory
+from ._errors import BackendUnavailable
 
 ENTRY_POINT_GROUP = "helios_conformance.backends"
 
@@ -81,7 +82,11 @@ async def open_backend(name: str, config: BackendConfig) -> Backend:
         BackendUnavailable: the factory cannot run here (no server or driver).
         InvalidBackend: the factory returned something that is not a Backend.
     """
-    factory = load_factory(name)
+    try:
+        factory = load_factory(name)
+    except ImportError as exc:
+        # An installed plugin whose driver or module cannot be imported here.
+        raise BackendUnavailable(f"cannot import backend {name!r}: {exc}") from exc
     backend = await factory(config)
     if not isinstance(backend, Backend):
         raise InvalidBackend(

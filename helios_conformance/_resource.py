@@ -134,6 +134,7 @@ def validate_resource(
     expected_type: str | None = None,
     expected_id: str | None = None,
     require_id: bool = False,
+    ignore_id: bool = False,
 ) -> Resource:
     """Check a resource body before anything is stored, and return a deep copy of it.
 
@@ -142,6 +143,7 @@ def validate_resource(
         expected_type: the target type; the body's ``resourceType`` must equal it.
         expected_id: the target id; a body ``id`` must equal it.
         require_id: the body must carry an ``id`` (update, per R4 http.html#update).
+        ignore_id: drop any body ``id`` unchecked (create, per R4 http.html#create).
 
     Raises:
         InvalidResource: what is wrong, and where.
@@ -160,7 +162,7 @@ def validate_resource(
             f"the body is a {resource_type} but the target type is {expected_type}",
             location="resourceType",
         )
-    body_id = body.get("id")
+    body_id = None if ignore_id else body.get("id")
     if body_id is not None:
         if not isinstance(body_id, str) or not ID_PATTERN.fullmatch(body_id):
             raise InvalidResource(
@@ -181,14 +183,40 @@ def validate_resource(
         raise InvalidResource(
             f"meta must be a JSON object, got {type(meta).__name__}", location="meta"
         )
+    _check_keys(body, "")
     try:
         # Round-tripping through JSON both deep-copies and proves the body is JSON:
-        # no NaN/Infinity, no sets, no non-string keys.
+        # no NaN/Infinity, no sets or other non-JSON values.
         text = json.dumps(body, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise InvalidResource(f"the resource is not valid JSON: {exc}") from exc
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate ("\ud800") is not a Unicode character; UTF-8 stores refuse it.
+        raise InvalidResource(
+            f"the resource holds a lone surrogate {text[exc.start : exc.end]!r}, "
+            "which is not valid Unicode"
+        ) from exc
     copy: Resource = json.loads(text)
+    if ignore_id:
+        copy.pop("id", None)
     return copy
+
+
+def _check_keys(value: object, path: str) -> None:
+    """Refuse non-string object keys, which ``json.dumps`` would silently stringify."""
+    if isinstance(value, Mapping):
+        for key, child in value.items():
+            if not isinstance(key, str):
+                raise InvalidResource(
+                    f"object keys must be strings, found {type(key).__name__} key {key!r}",
+                    location=path or "(root)",
+                )
+            _check_keys(child, f"{path}.{key}" if path else key)
+    elif isinstance(value, list | tuple):
+        for index, child in enumerate(value):
+            _check_keys(child, f"{path}[{index}]")
 
 
 def stamp(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE = "hl7.fhir.r4.examples"
@@ -24,7 +25,72 @@ EXAMPLES = [
     "Organization-1.json",
     "Practitioner-example.json",
 ]
+# Extra examples for the extraction differential test: the `<Type>-example.json` of
+# every resource type, else the first `<Type>-*.json` that is small enough (Bundles
+# and anything over this size are skipped to keep the checkout small).
+SEARCH_EXAMPLE_MAX_BYTES = 40_000
+SEARCH_PARAMETER_FIELDS = (
+    "url",
+    "code",
+    "base",
+    "type",
+    "expression",
+    "target",
+    "comparator",
+    "modifier",
+    "component",
+    "multipleOr",
+    "multipleAnd",
+)
 ROOT = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _is_core_search_parameter(definition: dict[str, object]) -> bool:
+    """True for the parameters of the core specification.
+
+    The package also carries example SearchParameters (``SearchParameter-example*``)
+    and ones defined on extensions (``*-extensions-*``, ``*-genetic-*``); those are
+    not part of R4's base search parameters and stay out of the registry.
+    """
+    ident = str(definition["id"])
+    return not (
+        ident.startswith("example")
+        or "-extensions-" in ident
+        or "-genetic-" in ident
+        or not definition.get("base")
+    )
+
+
+def _search_parameters(names: list[str], read: Callable[[str], bytes]) -> bytes:
+    compact = []
+    for name in names:
+        definition = json.loads(read(name))
+        if not _is_core_search_parameter(definition):
+            continue
+        compact.append(
+            {key: definition[key] for key in SEARCH_PARAMETER_FIELDS if key in definition}
+        )
+    compact.sort(key=lambda entry: entry["url"])
+    document = {
+        "description": "The core FHIR R4 SearchParameter definitions, reduced to the fields "
+        "the search registry uses (one entry per package/SearchParameter-*.json, "
+        "examples and extension-defined parameters excluded)",
+        "searchParameters": compact,
+    }
+    return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _patient_compartment(read: Callable[[str], bytes]) -> bytes:
+    definition = json.loads(read("CompartmentDefinition-patient.json"))
+    document = {
+        "description": "The R4 Patient CompartmentDefinition: for each resource type, the "
+        "search parameters that link it to the patient",
+        "url": definition["url"],
+        "resources": {
+            entry["code"]: sorted(entry.get("param", [])) for entry in definition["resource"]
+        },
+    }
+    return (json.dumps(document, indent=1, sort_keys=True) + "\n").encode()
 
 
 def _sha256(data: bytes) -> str:
@@ -63,15 +129,63 @@ def main(tarball: str) -> None:
         (ROOT / "r4").mkdir(parents=True, exist_ok=True)
         (ROOT / "r4" / "resource-types.json").write_bytes(data)
         entries.append(
-            {"path": "r4/resource-types.json", "source": "derived from package/StructureDefinition-*.json",
-             "sha256": _sha256(data)}
+            {
+                "path": "r4/resource-types.json",
+                "source": "derived from package/StructureDefinition-*.json",
+                "sha256": _sha256(data),
+            }
         )
         (ROOT / "r4" / "examples").mkdir(exist_ok=True)
-        for example in EXAMPLES:
+        package_names = sorted(m.removeprefix("package/") for m in members)
+        search_parameter_names = [
+            n for n in package_names if n.startswith("SearchParameter-") and n.endswith(".json")
+        ]
+        data = _search_parameters(search_parameter_names, read)
+        (ROOT / "r4" / "search-parameters.json").write_bytes(data)
+        entries.append(
+            {
+                "path": "r4/search-parameters.json",
+                "source": "derived from package/SearchParameter-*.json",
+                "sha256": _sha256(data),
+            }
+        )
+        data = _patient_compartment(read)
+        (ROOT / "r4" / "compartment-patient.json").write_bytes(data)
+        entries.append(
+            {
+                "path": "r4/compartment-patient.json",
+                "source": "derived from package/CompartmentDefinition-patient.json",
+                "sha256": _sha256(data),
+            }
+        )
+        examples = list(EXAMPLES)
+        for resource_type in types:
+            if resource_type == "Bundle":
+                continue
+            candidates = [f"{resource_type}-example.json"] + [
+                n
+                for n in package_names
+                if n.startswith(f"{resource_type}-") and n.endswith(".json")
+            ]
+            for candidate in candidates:
+                if f"package/{candidate}" not in members:
+                    continue
+                if members[f"package/{candidate}"].size > SEARCH_EXAMPLE_MAX_BYTES:
+                    continue
+                if json.loads(read(candidate)).get("resourceType") != resource_type:
+                    continue
+                if candidate not in examples:
+                    examples.append(candidate)
+                break
+        for example in examples:
             data = read(example)
             (ROOT / "r4" / "examples" / example).write_bytes(data)
             entries.append(
-                {"path": f"r4/examples/{example}", "source": f"package/{example}", "sha256": _sha256(data)}
+                {
+                    "path": f"r4/examples/{example}",
+                    "source": f"package/{example}",
+                    "sha256": _sha256(data),
+                }
             )
     manifest = {
         "packages": [

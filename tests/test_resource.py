@@ -225,3 +225,8 @@ class TestFixtures:
     def test_unlisted_fixture_is_refused(self) -> None:
         with pytest.raises(FixtureIntegrityError, match="not listed"):
             load_fixture_json("r4/nope.json")
+
+
+def test_lone_surrogates_are_refused() -> None:
+    with pytest.raises(InvalidResource, match="lone surrogate"):
+        validate_resource({"resourceType": "Patient", "name": [{"family": "\ud800"}]})

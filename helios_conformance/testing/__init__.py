@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from ._memory import MEMORY_CAPABILITIES, MemoryBackend, open_memory_backend
+from ._memory import (
+    MEMORY_ALL_CAPABILITIES,
+    MEMORY_CAPABILITIES,
+    MEMORY_SEARCH_CAPABILITIES,
+    MemoryBackend,
+    open_memory_backend,
+)
 
-__all__ = ["MEMORY_CAPABILITIES", "MemoryBackend", "open_memory_backend"]
+__all__ = [
+    "MEMORY_ALL_CAPABILITIES",
+    "MEMORY_CAPABILITIES",
+    "MEMORY_SEARCH_CAPABILITIES",
+    "MemoryBackend",
+    "open_memory_backend",
+]

@@ -14,13 +14,14 @@ from datetime import datetime
 
 from .._capabilities import CapabilityDeclaration
 from .._clock import MonotonicClock
-from .._contract import BackendConfig, BackendInfo
+from .._contract import BackendConfig, BackendInfo, QueryParameters
 from .._cursor import CursorCodec
-from .._errors import Gone, NotFound, VersionConflict
+from .._errors import Gone, NotFound, Unsupported, VersionConflict
 from .._history import HistoryWindow, history_window
 from .._resource import (
     HistoryPage,
     Resource,
+    SearchResult,
     StoredResource,
     check_id,
     check_resource_type,
@@ -30,6 +31,19 @@ from .._resource import (
 )
 from .._tenancy import Operation, TenantContext, TenantId
 from .._version import __version__
+from ..search import (
+    DEFAULT_PAGE_SIZE,
+    Evaluator,
+    IndexRow,
+    SearchParameterRegistry,
+    SummaryMode,
+    TotalMode,
+    group_rows,
+    index_resource,
+    parse_query,
+    parse_resource_json,
+    validate_search_parameter,
+)
 
 MEMORY_CAPABILITIES = CapabilityDeclaration.of(
     supported=[
@@ -52,6 +66,58 @@ MEMORY_CAPABILITIES = CapabilityDeclaration.of(
         "tenancy.permissions",
     ],
 )
+"""The storage capabilities (CRUD, versioning, history, tenancy) the reference backends share."""
+
+MEMORY_SEARCH_CAPABILITIES = CapabilityDeclaration.of(
+    supported=[
+        "search.param.common",
+        "search.param.string",
+        "search.param.token",
+        "search.param.date",
+        "search.param.number",
+        "search.param.quantity",
+        "search.param.reference",
+        "search.param.uri",
+        "search.param.composite",
+        "search.param.custom",
+        "search.modifier.exact",
+        "search.modifier.contains",
+        "search.modifier.text",
+        "search.modifier.not",
+        "search.modifier.missing",
+        "search.modifier.above",
+        "search.modifier.below",
+        "search.modifier.identifier",
+        "search.modifier.type",
+        "search.modifier.of_type",
+        "search.modifier.code_text",
+        "search.modifier.text_advanced",
+        *(f"search.prefix.{p}" for p in ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")),
+        "search.text",
+        "search.content",
+        "search.filter",
+        "search.count",
+        "search.summary_count",
+        "search.total",
+    ],
+)
+"""The search capabilities the reference evaluator gives the in-memory backend.
+
+Not declared (refused with Unsupported): the terminology modifiers (``:in``,
+``:not-in``, ``:above``/``:below`` on tokens), ``_elements``, ``_summary`` other
+than ``count``, chains, ``_has``, ``_include``, ``_revinclude``, ``_sort`` and paging.
+"""
+
+MEMORY_ALL_CAPABILITIES = CapabilityDeclaration.of(
+    supported=MEMORY_CAPABILITIES.supported | MEMORY_SEARCH_CAPABILITIES.supported
+)
+"""Everything the in-memory backend declares by default."""
+
+_UNSUPPORTED_RESULT_FEATURES = (
+    ("sort", "search.sort.single", "_sort"),
+    ("include", "search.include", "_include"),
+    ("revinclude", "search.revinclude", "_revinclude"),
+)
 
 
 @dataclass(slots=True)
@@ -61,6 +127,8 @@ class _Version:
     last_updated: datetime
     deleted: bool
     text: str | None
+    # The search index of this version, computed once when it is written.
+    rows: tuple[IndexRow, ...] = ()
 
 
 @dataclass(slots=True)
@@ -77,8 +145,10 @@ class _Chain:
 class MemoryBackend:
     """Every capability of the contract so far, held in process memory."""
 
-    def __init__(self, capabilities: CapabilityDeclaration = MEMORY_CAPABILITIES) -> None:
+    def __init__(self, capabilities: CapabilityDeclaration = MEMORY_ALL_CAPABILITIES) -> None:
         self._capabilities = capabilities
+        # One registry per tenant: custom SearchParameters are tenant data.
+        self._registries: dict[TenantId, SearchParameterRegistry] = {}
         self._chains: dict[tuple[TenantId, str, str], _Chain] = {}
         # One append-only log of (tenant, chain, version) gives history its order.
         self._log: list[tuple[TenantId, _Chain, _Version]] = []
@@ -96,6 +166,7 @@ class MemoryBackend:
     async def close(self) -> None:
         self._chains.clear()
         self._log.clear()
+        self._registries.clear()
 
     # -- writes ---------------------------------------------------------------
 
@@ -103,20 +174,49 @@ class MemoryBackend:
         self, context: TenantContext, chain: _Chain, body: Resource | None
     ) -> StoredResource:
         version_id = str(int(chain.current.version_id) + 1) if chain.versions else "1"
+        registry = self._registry(context)
+        if body is not None and chain.resource_type == "SearchParameter":
+            # Refuse an unusable SearchParameter before anything is written.
+            validate_search_parameter(body, registry)
         moment = self._clock.now()
         text = None
+        rows: tuple[IndexRow, ...] = ()
         if body is not None:
             text = json.dumps(
                 stamp(body, chain.resource_id, version_id, moment), ensure_ascii=False
             )
-        version = _Version(len(self._log) + 1, version_id, moment, body is None, text)
+        previous = chain.current if chain.versions else None
+        if chain.resource_type == "SearchParameter":
+            self._update_registry(registry, previous, text)
+        if text is not None:
+            rows = index_resource(parse_resource_json(text), registry)
+        version = _Version(len(self._log) + 1, version_id, moment, body is None, text, rows)
         chain.versions.append(version)
         self._chains[(context.tenant, chain.resource_type, chain.resource_id)] = chain
         self._log.append((context.tenant, chain, version))
         return _stored(chain, version)
 
+    def _registry(self, context: TenantContext) -> SearchParameterRegistry:
+        registry = self._registries.get(context.tenant)
+        if registry is None:
+            registry = self._registries[context.tenant] = SearchParameterRegistry()
+        return registry
+
+    @staticmethod
+    def _update_registry(
+        registry: SearchParameterRegistry, previous: _Version | None, text: str | None
+    ) -> None:
+        """Keep a tenant's registry in step with its SearchParameter resources."""
+        if previous is not None and previous.text is not None:
+            old_url = json.loads(previous.text).get("url")
+            new_url = json.loads(text).get("url") if text is not None else None
+            if isinstance(old_url, str) and old_url != new_url:
+                registry.unregister(old_url)
+        if text is not None:
+            registry.register(json.loads(text))
+
     async def create(self, context: TenantContext, resource: Resource) -> StoredResource:
-        body = validate_resource(resource)
+        body = validate_resource(resource, ignore_id=True)
         context.require(Operation.CREATE, body["resourceType"])
         chain = _Chain(body["resourceType"], str(uuid.uuid4()))
         return self._append(context, chain, body)
@@ -126,7 +226,9 @@ class MemoryBackend:
     ) -> tuple[StoredResource, bool]:
         check_resource_type(resource_type)
         check_id(resource_id)
-        body = validate_resource(resource, expected_type=resource_type, expected_id=resource_id)
+        body = validate_resource(
+            resource, expected_type=resource_type, expected_id=resource_id, require_id=True
+        )
         chain = self._chains.get((context.tenant, resource_type, resource_id))
         created = chain is None or chain.current.deleted
         context.require(Operation.CREATE if created else Operation.UPDATE, resource_type)
@@ -328,6 +430,77 @@ class MemoryBackend:
         context.require(Operation.HISTORY)
         window = history_window(since, before, count)
         return self._history(context, "", window, cursor, (None, None))
+
+    # -- search ---------------------------------------------------------------
+
+    async def search(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        parameters: QueryParameters,
+        *,
+        strict: bool = True,
+    ) -> SearchResult:
+        """Search live resources of one type with the reference evaluator.
+
+        Matches are returned in ascending id order (code-point order), the stable
+        default order this backend documents; ``_count`` (default
+        ``DEFAULT_PAGE_SIZE``) limits the page, ``_summary=count`` returns only the
+        total, and ``_total=accurate``/``estimate`` report the exact number of matches.
+        """
+        context.require(Operation.SEARCH, resource_type)
+        check_resource_type(resource_type)
+        query = parse_query(
+            resource_type, parameters, registry=self._registry(context), strict=strict
+        )
+        for attribute, capability, name in _UNSUPPORTED_RESULT_FEATURES:
+            if getattr(query, attribute):
+                raise Unsupported(
+                    f"{name} is not supported by the in-memory backend", capability=capability
+                )
+        evaluator = Evaluator(query)
+        matched = sorted(
+            (
+                chain
+                for (tenant, kind, _), chain in self._chains.items()
+                if tenant == context.tenant
+                and kind == resource_type
+                and not chain.current.deleted
+                and evaluator.matches(group_rows(chain.current.rows))
+            ),
+            key=lambda chain: chain.resource_id,
+        )
+        total = None
+        if query.summary is SummaryMode.COUNT or query.total in (
+            TotalMode.ACCURATE,
+            TotalMode.ESTIMATE,
+        ):
+            total = len(matched)
+        if query.summary is SummaryMode.COUNT:
+            return SearchResult(entries=(), total=total, ignored=query.ignored)
+        page_size = DEFAULT_PAGE_SIZE if query.count is None else query.count
+        entries = tuple(_stored(chain, chain.current) for chain in matched[:page_size])
+        return SearchResult(entries=entries, total=total, ignored=query.ignored)
+
+    async def reindex(self, context: TenantContext, resource_type: str | None = None) -> int:
+        """Recompute the search index of current versions with the tenant's parameters.
+
+        Run it after registering a custom SearchParameter so resources written before
+        it become searchable by it. Returns the number of resources reindexed.
+        """
+        context.require(Operation.UPDATE, resource_type)
+        if resource_type is not None:
+            check_resource_type(resource_type)
+        registry = self._registry(context)
+        done = 0
+        for (tenant, kind, _), chain in self._chains.items():
+            if tenant != context.tenant or (resource_type is not None and kind != resource_type):
+                continue
+            current = chain.current
+            if current.text is not None:
+                current.rows = index_resource(parse_resource_json(current.text), registry)
+                done += 1
+        return done
 
 
 def _stored(chain: _Chain, version: _Version) -> StoredResource:
