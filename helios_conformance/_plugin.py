@@ -227,6 +227,7 @@ class HeliosSession:
         self._runner: asyncio.Runner | None = None
         self._backend: Backend | None = None
         self._unavailable: str | None = None
+        self._open_error: str | None = None
         self._opened = False
         self._scratch: Path | None = None
 
@@ -277,6 +278,9 @@ class HeliosSession:
                 f"backend {self.name!r} cannot be used: {exc}",
                 returncode=pytest.ExitCode.USAGE_ERROR,
             )
+        except Exception as exc:
+            # Not a clean "unavailable": every test that needs the backend fails with it.
+            self._open_error = f"{type(exc).__name__}: {exc}"
 
     def backend_or_skip(self, node: pytest.Item | pytest.Collector | Any) -> Backend:
         """Open the backend on first use; skip (or fail, when required) if it is unavailable."""
@@ -284,6 +288,8 @@ class HeliosSession:
             self._open()
         if self._backend is not None:
             return self._backend
+        if self._open_error is not None:
+            pytest.fail(f"backend {self.name!r} failed to open: {self._open_error}", pytrace=False)
         reason = f"backend {self.name!r} unavailable: {self._unavailable}"
         if self.required:
             pytest.fail(f"{reason} (required by --helios-require)", pytrace=False)

@@ -204,9 +204,20 @@ def validate_resource(
     return copy
 
 
+_FORBIDDEN_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _check_keys(value: object, path: str) -> None:
-    """Refuse non-string object keys, which ``json.dumps`` would silently stringify."""
-    if isinstance(value, Mapping):
+    """Refuse non-string object keys (``json.dumps`` would silently stringify them) and
+    control characters, which R4 strings may not hold (datatypes.html#string)."""
+    if isinstance(value, str):
+        found = _FORBIDDEN_CONTROL.search(value)
+        if found:
+            raise InvalidResource(
+                f"strings may not contain the control character U+{ord(found.group()):04X}",
+                location=path or "(root)",
+            )
+    elif isinstance(value, Mapping):
         for key, child in value.items():
             if not isinstance(key, str):
                 raise InvalidResource(

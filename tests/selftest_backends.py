@@ -83,3 +83,7 @@ async def open_not_a_backend(config: BackendConfig) -> object:
 
 async def open_unknown_capability(config: BackendConfig) -> MemoryBackend:
     return MemoryBackend(CapabilityDeclaration.of(["crud.teleport"]))
+
+
+async def open_crashing(config: BackendConfig) -> MemoryBackend:
+    raise RuntimeError("disk on fire")

@@ -246,3 +246,14 @@ def test_backend_option_must_be_key_value(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_gated=GATED_TESTS)
     result = pytester.runpytest("--backend=memory", "--backend-option=novalue")
     result.stdout.fnmatch_lines(["*--backend-option expects KEY=VALUE, got 'novalue'*"])
+
+
+def test_backend_that_crashes_while_opening_fails_every_test(
+    pytester: pytest.Pytester, results_path: Path
+) -> None:
+    pytester.makepyfile(test_gated=GATED_TESTS)
+    result = pytester.runpytest(
+        "--backend=selftest_backends:open_crashing", f"--helios-results={results_path}"
+    )
+    result.assert_outcomes(passed=1, errors=3)
+    result.stdout.fnmatch_lines(["*failed to open: RuntimeError: disk on fire*"])

