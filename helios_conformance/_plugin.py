@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import pytest
 
-from ._capabilities import UnknownCapability, check_capability_ids
+from ._capabilities import UnknownCapability, capability, check_capability_ids
 from ._client import SyncClient
 from ._contract import Backend, BackendConfig
 from ._data import suites_dir
@@ -118,6 +118,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         item.user_properties.append((_CAPABILITIES_PROPERTY, sorted(capabilities)))
         item.user_properties.append((_NODE_ID_PROPERTY, _public_node_id(item, root)))
+        _label_for_allure(item, capabilities)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -452,6 +453,21 @@ def _required_capabilities(item: pytest.Item) -> frozenset[str] | None:
         return check_capability_ids(ids, where=item.nodeid)
     except UnknownCapability as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _label_for_allure(item: pytest.Item, capabilities: frozenset[str]) -> None:
+    """Label the test for allure-pytest (feature = matrix area, story = capability id).
+
+    Uses allure-pytest's own marker names, so nothing is imported from allure; only
+    when allure-pytest is writing results (``--alluredir``), whose markers it registers.
+    """
+    if not getattr(item.config.option, "allure_report_dir", None):
+        return
+    for capability_id in sorted(capabilities):
+        entry = capability(capability_id)
+        item.add_marker(pytest.mark.allure_label(entry.area, label_type="feature"))
+        item.add_marker(pytest.mark.allure_label(capability_id, label_type="story"))
+        item.add_marker(pytest.mark.allure_link(entry.spec_url, link_type="link", name=entry.id))
 
 
 def _capabilities_of(item: pytest.Item) -> tuple[str, ...] | None:

@@ -257,3 +257,21 @@ def test_backend_that_crashes_while_opening_fails_every_test(
     )
     result.assert_outcomes(passed=1, errors=3)
     result.stdout.fnmatch_lines(["*failed to open: RuntimeError: disk on fire*"])
+
+
+def test_allure_results_carry_area_capability_and_spec_link(
+    pytester: pytest.Pytester, results_path: Path
+) -> None:
+    pytest.importorskip("allure_pytest")
+    pytester.makepyfile(test_gated=GATED_TESTS)
+    allure_dir = pytester.path / "allure"
+    pytester.runpytest("--backend=memory", f"--alluredir={allure_dir}")
+    results = [json.loads(p.read_text()) for p in allure_dir.glob("*-result.json")]
+    passed = next(r for r in results if r["name"] == "test_declared_passes")
+    labels = {(label["name"], label["value"]) for label in passed["labels"]}
+    assert {("feature", "CRUD"), ("story", "crud.create"), ("story", "crud.read")} <= labels
+    assert {
+        "name": "crud.create",
+        "type": "link",
+        "url": "https://hl7.org/fhir/R4/http.html#create",
+    } in passed["links"]
