@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import parse_qsl
 
+from ._client_transactions import TransactionCalls
 from ._contract import (
     Backend,
     HistoryStorage,
@@ -26,11 +28,18 @@ from ._errors import Unsupported
 from ._resource import HistoryPage, Resource, SearchResult, StoredResource
 from ._tenancy import TenantContext, TenantPermissions
 
+if TYPE_CHECKING:
+    from .bulk import BulkSettings, OutputStore, SourceReader, SyncBulk
+
 T = TypeVar("T")
 P = TypeVar("P")
 
 
-class SyncClient:
+def _pairs(query: str | QueryParameters) -> list[tuple[str, str]]:
+    return parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
+
+
+class SyncClient(TransactionCalls):
     """A backend bound to one tenant context, with a blocking method per contract call.
 
     Every call passes :attr:`context` to the backend as its first argument. Calls to a
@@ -203,20 +212,86 @@ class SyncClient:
     # -- SearchStorage -------------------------------------------------------------
 
     def search(
-        self, resource_type: str, query: str | QueryParameters = "", *, strict: bool = True
+        self,
+        resource_type: str,
+        query: str | QueryParameters = "",
+        *,
+        strict: bool = True,
+        cursor: str | None = None,
     ) -> SearchResult:
         """Search ``resource_type`` with a query string (``"family=Lee&_count=2"``) or pairs.
 
         A string is split and URL-decoded the way an HTTP server would
         (``urllib.parse.parse_qsl``, blank values kept so they can be refused).
+        ``cursor`` is the ``next_cursor`` of the previous page of the same query.
         """
         storage = self._as(SearchStorage, "search.param.common")  # type: ignore[type-abstract]
-        parameters = (
-            parse_qsl(query, keep_blank_values=True) if isinstance(query, str) else list(query)
-        )
+        parameters = _pairs(query)
+        if cursor is None:
+            return self._call(
+                lambda: storage.search(self.context, resource_type, parameters, strict=strict)
+            )
         return self._call(
-            lambda: storage.search(self.context, resource_type, parameters, strict=strict)
+            lambda: storage.search(
+                self.context, resource_type, parameters, strict=strict, cursor=cursor
+            )
         )
+
+    def search_pages(
+        self,
+        resource_type: str,
+        query: str | QueryParameters = "",
+        *,
+        strict: bool = True,
+        max_pages: int = 10_000,
+    ) -> list[SearchResult]:
+        """Every page of a search, following ``next_cursor`` from the first page."""
+        pages = [self.search(resource_type, query, strict=strict)]
+        while pages[-1].next_cursor is not None:
+            if len(pages) >= max_pages:
+                raise AssertionError(f"search paging did not end after {max_pages} pages")
+            pages.append(
+                self.search(resource_type, query, strict=strict, cursor=pages[-1].next_cursor)
+            )
+        return pages
+
+    def search_offset_pages(
+        self,
+        resource_type: str,
+        query: str | QueryParameters = "",
+        *,
+        strict: bool = True,
+        max_pages: int = 10_000,
+    ) -> list[SearchResult]:
+        """Every page of a search, repeating it with ``_offset=next_offset``."""
+        base = [(name, value) for name, value in _pairs(query) if name != "_offset"]
+        pages = [self.search(resource_type, base, strict=strict)]
+        while pages[-1].next_offset is not None:
+            if len(pages) >= max_pages:
+                raise AssertionError(f"search paging did not end after {max_pages} pages")
+            offset = pages[-1].next_offset
+            pages.append(
+                self.search(resource_type, [*base, ("_offset", str(offset))], strict=strict)
+            )
+        return pages
+
+    def bulk(
+        self,
+        output: OutputStore | Path | str,
+        *,
+        settings: BulkSettings | None = None,
+        source: SourceReader | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> SyncBulk:
+        """Bulk Data export and submit for this client's backend and tenant.
+
+        ``output`` is an output store, or a directory for a filesystem one. Raises
+        Unsupported at the first call when the backend lacks the bulk primitives.
+        """
+        from .bulk import FilesystemOutputStore, SyncBulk
+
+        store = FilesystemOutputStore(output) if isinstance(output, (Path, str)) else output
+        return SyncBulk(self, store, settings=settings, source=source, clock=clock)
 
     def history_all_pages(self, first: Callable[[str | None], HistoryPage]) -> list[StoredResource]:
         """Follow ``next_cursor`` from the first page to the last and return every entry."""

@@ -14,14 +14,26 @@ apart (the same id in two tenants is two resources) and MUST call
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from . import _bulk_contract
 from ._capabilities import CapabilityDeclaration
 from ._resource import HistoryPage, Resource, SearchResult, StoredResource
 from ._tenancy import TenantContext
+
+# The Bulk Data primitives live in _bulk_contract.py; these names re-export them.
+BulkJobRecord = _bulk_contract.BulkJobRecord
+BulkJobStore = _bulk_contract.BulkJobStore
+ExportPage = _bulk_contract.ExportPage
+ExportRow = _bulk_contract.ExportRow
+ExportScan = _bulk_contract.ExportScan
+ExportStorage = _bulk_contract.ExportStorage
+PatientCompartment = _bulk_contract.PatientCompartment
+SubmissionEntry = _bulk_contract.SubmissionEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,14 +263,261 @@ class SearchStorage(Protocol):
         parameters: QueryParameters,
         *,
         strict: bool = True,
+        cursor: str | None = None,
     ) -> SearchResult:
-        """Return the first page of live resources of ``resource_type`` matching the query.
+        """Return one page of live resources of ``resource_type`` matching the query.
 
         Under strict handling an unknown parameter raises InvalidSearch; under lenient
         handling it is ignored and named in ``SearchResult.ignored``.
 
+        Paging (R4 http.html#paging) comes in two forms, each a capability:
+
+        - offset (``search.paging.offset``): ``_offset=N`` among the parameters skips
+          the first N matches of the (sorted) result; the page says where the next
+          one starts in ``SearchResult.next_offset``. An HTTP server's ``next`` link
+          is the same query with ``_offset=N``.
+        - cursor (``search.paging.cursor``): ``cursor`` is a ``next_cursor`` from the
+          previous page, passed back with the *same* parameters (an HTTP server puts
+          it in its ``next`` link as an opaque parameter). The backend MUST continue
+          after the last entry it returned (keyset on the sort values and id), MUST
+          neither repeat nor skip the resources that existed when the first page was
+          served even while others are created, and MUST refuse with InvalidSearch
+          a cursor that was altered or issued for another query or tenant (sign it,
+          e.g. with ``helios_conformance.CursorCodec``). A backend without cursor
+          paging MAY ignore the keyword's existence (the client only passes it when
+          it is set).
+
         Raises:
-            InvalidSearch: a malformed query; the message names the parameter.
+            InvalidSearch: a malformed query or cursor; the message names the parameter.
             Unsupported: a modifier or feature the backend does not implement.
+        """
+        ...
+
+
+IsolationLevel = Literal["read_committed", "repeatable_read", "serializable"]
+"""The isolation levels a transaction may ask for, weakest first (SQL names)."""
+
+ISOLATION_LEVELS: tuple[IsolationLevel, ...] = ("read_committed", "repeatable_read", "serializable")
+
+Patch = Sequence[Mapping[str, Any]] | Mapping[str, Any]
+"""A patch document: a JSON Patch (RFC 6902) is a JSON array of operation objects; a
+FHIRPath Patch (R4 fhirpatch.html) is a ``Parameters`` resource. The shape says which,
+as the Content-Type does over HTTP."""
+
+
+@runtime_checkable
+class Transaction(ResourceStorage, VersionedStorage, SearchStorage, Protocol):
+    """One open storage transaction, from :meth:`TransactionStorage.begin`.
+
+    It offers the ResourceStorage, VersionedStorage and SearchStorage calls, with the
+    same signatures and errors, executed inside the transaction: they see its own
+    writes, and nobody else does until :meth:`commit`. It is bound to the tenant
+    context it was opened with; a call with another tenant's context raises
+    InvalidRequest. After commit or rollback every call raises InvalidRequest.
+
+    A failed call inside a transaction leaves the transaction open and usable (the
+    call itself wrote nothing); the caller decides whether to roll back.
+    """
+
+    @property
+    def isolation(self) -> IsolationLevel:
+        """The isolation level the transaction runs at (at least the one asked for)."""
+        ...
+
+    @property
+    def active(self) -> bool:
+        """True until :meth:`commit` or :meth:`rollback` has been called."""
+        ...
+
+    async def commit(self) -> None:
+        """Make every write of the transaction durable and visible, atomically.
+
+        Raises:
+            InvalidRequest: the transaction is no longer active.
+        """
+        ...
+
+    async def rollback(self) -> None:
+        """Undo every write of the transaction: no resource, history entry or index row
+        it wrote survives.
+
+        Raises:
+            InvalidRequest: the transaction is no longer active.
+        """
+        ...
+
+
+@runtime_checkable
+class TransactionStorage(Protocol):
+    """Explicit storage transactions (capability ``transactions.api``).
+
+    Guarantees the suites hold a backend to (``concurrency.*``): transactions are
+    atomic; concurrent transactions (different tasks) behave as if run one after the
+    other at ``serializable``; readers outside a transaction never see its uncommitted
+    writes; version ids of a resource never repeat or skip. A backend MAY achieve this
+    by running transactions one at a time (the in-memory backend holds one lock;
+    SQLite holds its one connection in ``BEGIN IMMEDIATE``).
+
+    :class:`helios_conformance.transactions.TransactionGate` gives the bookkeeping:
+    one open transaction per backend at a time, nesting refused.
+    """
+
+    async def begin(
+        self, context: TenantContext, *, isolation: IsolationLevel = "serializable"
+    ) -> Transaction:
+        """Open a transaction, waiting while a transaction of another task is open.
+
+        Opening a transaction checks no permission; every call inside checks its own.
+
+        Raises:
+            InvalidRequest: ``isolation`` is not one of :data:`ISOLATION_LEVELS`, or the
+                calling task already has a transaction open on this backend (nested
+                transactions are refused; the message says "nested").
+            Unsupported: the backend cannot run at ``isolation`` (capability
+                ``transactions.api``).
+        """
+        ...
+
+    def transaction(
+        self, context: TenantContext, *, isolation: IsolationLevel = "serializable"
+    ) -> AbstractAsyncContextManager[Transaction]:
+        """``async with backend.transaction(ctx) as tx``: :meth:`begin`, then commit on
+        normal exit and roll back when the block raises (the exception propagates).
+
+        A block that commits or rolls back explicitly is left as it is on exit.
+        """
+        ...
+
+
+@runtime_checkable
+class ConditionalStorage(Protocol):
+    """Conditional create, update, delete and patch (R4 http.html#ccreate,
+    #cond-update, #cdelete, #patch).
+
+    ``criteria`` is a type-level search (ordered, URL-decoded pairs) with the meaning
+    of :class:`SearchStorage`; only filtering parameters are allowed (``_count``,
+    ``_sort``, ``_include`` and the other result parameters raise InvalidSearch), an
+    unknown parameter raises InvalidSearch, and empty criteria raise InvalidRequest.
+    Each call is atomic: the search and the write happen in one transaction, so two
+    concurrent conditional creates with the same criteria store one resource.
+    """
+
+    async def conditional_create(
+        self, context: TenantContext, resource: Resource, criteria: QueryParameters
+    ) -> tuple[StoredResource, bool]:
+        """Create ``resource`` unless a resource of its type matches ``criteria``.
+
+        Returns ``(stored, created)``: no match stores the resource (``created`` is
+        true, as :meth:`ResourceStorage.create`); one match returns its current version
+        and writes nothing (``created`` is false).
+
+        Raises:
+            MultipleMatches: several resources match; nothing is written.
+        """
+        ...
+
+    async def conditional_update(
+        self,
+        context: TenantContext,
+        resource: Resource,
+        criteria: QueryParameters,
+        *,
+        allow_create: bool = True,
+        expected_version: str | None = None,
+    ) -> tuple[StoredResource, bool]:
+        """Update the one resource of the body's type that matches ``criteria``.
+
+        Returns ``(stored, created)``. One match: the body (whose ``id``, if present,
+        must be the match's id) is written as its next version. No match: the body is
+        created, at its ``id`` if it carries one (update as create) or else at a
+        fresh id, unless ``allow_create`` is false.
+
+        Raises:
+            MultipleMatches: several resources match.
+            InvalidResource: the body's id differs from the matched resource's id.
+            NotFound: no match and ``allow_create`` is false.
+            VersionConflict: ``expected_version`` is not the match's current version.
+        """
+        ...
+
+    async def conditional_delete(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        criteria: QueryParameters,
+        *,
+        multiple: bool = False,
+    ) -> tuple[StoredResource, ...]:
+        """Delete the resources of ``resource_type`` that match ``criteria``.
+
+        Returns the deletion versions written, in id order (empty when nothing matched,
+        which is not an error). In single mode (``multiple=False``) several matches
+        raise MultipleMatches and nothing is deleted; in multiple mode every match is
+        deleted.
+        """
+        ...
+
+    async def conditional_patch(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        criteria: QueryParameters,
+        patch: Patch,
+        *,
+        expected_version: str | None = None,
+    ) -> StoredResource:
+        """Apply ``patch`` to the one resource of ``resource_type`` matching ``criteria``.
+
+        Raises:
+            NotFound: nothing matches. MultipleMatches: several match. Otherwise as
+            :meth:`PatchStorage.patch`.
+        """
+        ...
+
+
+@runtime_checkable
+class PatchStorage(Protocol):
+    """Patch with JSON Patch and FHIRPath Patch (R4 http.html#patch, fhirpatch.html)."""
+
+    async def patch(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        resource_id: str,
+        patch: Patch,
+        *,
+        expected_version: str | None = None,
+    ) -> StoredResource:
+        """Apply ``patch`` to the current version and write the result as the next one.
+
+        Raises:
+            NotFound / Gone: no such live resource.
+            VersionConflict: ``expected_version`` is not the current version.
+            InvalidRequest: the patch document is malformed.
+            PatchFailed: a JSON Patch ``test`` failed or a path does not exist (422).
+            InvalidResource: the result is not a valid resource (for example its
+                ``id`` or ``resourceType`` changed); nothing is written.
+        """
+        ...
+
+
+@runtime_checkable
+class BundleStorage(Protocol):
+    """FHIR transaction and batch Bundles (R4 http.html#transaction)."""
+
+    async def process_bundle(self, context: TenantContext, bundle: Resource) -> Resource:
+        """Process a ``transaction`` or ``batch`` Bundle and return the response Bundle.
+
+        A transaction is all or nothing: entries run in the FHIR order (DELETE, POST,
+        PUT/PATCH, GET/HEAD), ``urn:uuid`` fullUrls and conditional references are
+        resolved, and the response (type ``transaction-response``) has one entry per
+        request entry in request order. A transaction requires the TRANSACTION
+        permission. A batch runs each entry on its own; a failed entry's response
+        carries its HTTP status and an OperationOutcome.
+
+        Raises:
+            InvalidRequest: the Bundle itself is malformed or of another type.
+            HeliosError: for a transaction, the error of the first failing entry (with
+                a note naming the entry); nothing was written.
         """
         ...

@@ -140,6 +140,22 @@ class InvalidSearch(InvalidRequest):
         self.parameter = parameter
 
 
+class PatchFailed(InvalidRequest):
+    """A well-formed patch could not be applied (a failed ``test``, a path that is not
+    there); nothing was written.
+
+    FHIR R4 http.html#patch answers 422 Unprocessable Entity when a patch cannot be
+    applied; a malformed patch document is an :class:`InvalidRequest` (400) instead.
+    """
+
+    issue_code = "processing"
+    http_status = 422
+
+    def __init__(self, message: str, *, operation: int | None = None) -> None:
+        super().__init__(message if operation is None else f"operation {operation}: {message}")
+        self.operation = operation
+
+
 class AccessDenied(HeliosError):
     """The tenant's permissions do not allow this operation; nothing happened."""
 
@@ -170,3 +186,14 @@ class BackendUnavailable(HeliosError):
 
     issue_code = "transient"
     http_status = 503
+
+
+class TooManyRequests(HeliosError):
+    """A per-tenant limit (such as concurrent bulk export jobs) is reached; retry later.
+
+    The Bulk Data IG lets a server answer a kick-off it cannot take now with
+    429 Too Many Requests (export.html#response---error-status-1).
+    """
+
+    issue_code = "throttled"
+    http_status = 429

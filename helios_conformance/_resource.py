@@ -69,6 +69,11 @@ class SearchResult:
     never counted in the page size. ``total`` is set when ``_total=accurate`` or
     ``_summary=count`` asks for it (``_summary=count`` returns no entries).
     ``ignored`` names the parameters skipped under lenient handling.
+
+    When more matches follow the page, a backend with cursor paging sets
+    ``next_cursor`` (pass it back with the same query to get the next page) and a
+    backend with offset paging sets ``next_offset`` (repeat the query with
+    ``_offset=<next_offset>``); both are ``None`` on the last page.
     """
 
     entries: tuple[StoredResource, ...]
@@ -76,6 +81,7 @@ class SearchResult:
     total: int | None = None
     next_cursor: str | None = None
     ignored: tuple[str, ...] = ()
+    next_offset: int | None = None
 
     @property
     def ids(self) -> tuple[str, ...]:

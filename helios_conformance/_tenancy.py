@@ -1,4 +1,51 @@
-"""Tenants, tenant contexts and permissions: the first argument of every backend call."""
+"""Tenants, tenant contexts and permissions: the first argument of every backend call.
+
+The tenancy model
+=================
+
+**Tenants own their data.** Every resource, version, index row, cursor, job and
+custom SearchParameter belongs to exactly one tenant. A context for tenant ``T``
+reads and writes ``T``'s data only: the same id in two tenants is two resources, and
+no read path (read, vread, exists, count, history, search with chains, ``_has``,
+``_include``/``_revinclude``, ``_filter``, cursors, conditional interactions,
+transactions, bulk export) returns, counts, matches or modifies another tenant's data.
+
+**Hierarchy.** Tenant ids are paths: ``acme``, ``acme/research``,
+``acme/research/oncology``. A tenant's data never includes its children's: reading in
+``acme`` does not roll up ``acme/research``. A caller reaches a descendant only by
+*addressing* it, with a context derived from its own by
+:meth:`TenantContext.for_child` (``ctx.for_child("research")``), which requires
+``permissions.child_tenants``. The derived context remembers the tenant it came from
+(:attr:`TenantContext.origin`), and :meth:`TenantContext.require` (which every backend
+calls before touching storage) refuses it unless its tenant lies below the origin and
+the permissions allow child tenants, so a hand-built context cannot climb to a
+parent or cross to a sibling. Permissions pass down unchanged.
+
+**The system tenant** (:meth:`TenantId.system`) holds the definitional resources
+every tenant shares (:data:`SHARED_DEFINITIONAL_TYPES`: CodeSystem, ValueSet,
+SearchParameter, StructureDefinition, ...), and only those. Every tenant may *read*
+them (read, vread, history, search) through :meth:`TenantContext.for_system`; no
+tenant may write them. Writes need :meth:`TenantContext.system`, which operators
+(deployment tooling, not request handlers) construct. Shared definitions are
+documents, not configuration: a SearchParameter in the system tenant does not change
+how any tenant's data is indexed until that tenant installs it.
+
+**Reserved ids.** ``system``, ``all``, ``root`` and ``default`` cannot start a
+caller's tenant id (:meth:`TenantId.parse` refuses them); the system tenant exists
+only through :meth:`TenantId.system`.
+
+**Permissions are enforced by storage**, not advised: :meth:`TenantContext.require`
+raises :class:`AccessDenied` for an operation, resource type or tenant the
+permissions do not allow, and backends call it before any side effect. A caller
+restricted to some resource types must name the type to read: ``count()`` of every
+type and system-level history are refused (outside the system tenant). A compartment
+restriction (``Patient/123``, see :mod:`helios_conformance._compartment`) refuses
+types that cannot be in the compartment; within the allowed types the backend hides
+resources outside the compartment from every read path (read/vread/history_instance
+raise NotFound, exists is false, count/search/history/includes/export leave them
+out) and refuses with AccessDenied, writing nothing, a write whose current or new
+version lies outside it.
+"""
 
 from __future__ import annotations
 
@@ -130,6 +177,30 @@ READ_OPERATIONS = frozenset(
     {Operation.READ, Operation.HISTORY, Operation.SEARCH, Operation.BULK_EXPORT}
 )
 
+SYSTEM_READ_OPERATIONS = frozenset({Operation.READ, Operation.HISTORY, Operation.SEARCH})
+"""What a tenant may do in the system tenant through :meth:`TenantContext.for_system`."""
+
+SHARED_DEFINITIONAL_TYPES = frozenset(
+    {
+        "CapabilityStatement",
+        "CodeSystem",
+        "CompartmentDefinition",
+        "ConceptMap",
+        "GraphDefinition",
+        "ImplementationGuide",
+        "MessageDefinition",
+        "NamingSystem",
+        "OperationDefinition",
+        "SearchParameter",
+        "StructureDefinition",
+        "StructureMap",
+        "TerminologyCapabilities",
+        "ValueSet",
+    }
+)
+"""The resource types the system tenant holds: the R4 conformance and terminology
+definitions every tenant shares. The system tenant refuses every other type."""
+
 
 @dataclass(frozen=True, slots=True)
 class TenantPermissions:
@@ -212,19 +283,87 @@ class TenantPermissionsBuilder:
 
 @dataclass(frozen=True, slots=True)
 class TenantContext:
-    """Who is calling and in which tenant: the first argument of every backend call."""
+    """Who is calling and in which tenant: the first argument of every backend call.
+
+    Attributes:
+        tenant: the tenant whose data the call reads and writes.
+        permissions: what the caller may do there (enforced by :meth:`require`).
+        origin: the tenant the caller was authenticated in, when this context was
+            derived from that tenant's by :meth:`for_child` or :meth:`for_system`;
+            ``None`` for a context built for its own tenant.
+    """
 
     tenant: TenantId
     permissions: TenantPermissions = field(default_factory=TenantPermissions.full)
+    origin: TenantId | None = None
 
     @classmethod
     def of(cls, tenant: str, permissions: TenantPermissions | None = None) -> TenantContext:
         return cls(TenantId.parse(tenant), permissions or TenantPermissions.full())
 
+    @classmethod
+    def system(cls, permissions: TenantPermissions | None = None) -> TenantContext:
+        """A context that administers the system tenant (writes shared definitions).
+
+        For operator tooling only: request handlers derive read access with
+        :meth:`for_system` instead. Only :data:`SHARED_DEFINITIONAL_TYPES` are accepted.
+        """
+        return cls(TenantId.system(), permissions or TenantPermissions.full())
+
+    def for_child(self, path: str) -> TenantContext:
+        """A context for a tenant below this one, ``path`` relative to it.
+
+        ``TenantContext.of("acme").for_child("research/oncology")`` addresses
+        ``acme/research/oncology`` with the same permissions.
+
+        Raises:
+            AccessDenied: the permissions do not allow child tenants, or this is the
+                system tenant (it has no children).
+            InvalidRequest: ``path`` is not one or more valid segments.
+        """
+        if self.tenant.is_system:
+            raise AccessDenied("the system tenant has no child tenants")
+        if not self.permissions.child_tenants:
+            raise AccessDenied(
+                f"tenant {self.tenant}: access to child tenants is not permitted "
+                f"(asked for {self.tenant}/{path})"
+            )
+        if not isinstance(path, str) or not path:
+            raise InvalidRequest(f"child tenant path must be a non-empty string, got {path!r}")
+        child = TenantId.parse(f"{self.tenant.value}/{path}")
+        return TenantContext(child, self.permissions, self.origin or self.tenant)
+
+    def for_system(self) -> TenantContext:
+        """A read-only context on the system tenant, for the shared definitions.
+
+        It allows what this context allows of :data:`SYSTEM_READ_OPERATIONS` on
+        :data:`SHARED_DEFINITIONAL_TYPES`; no compartment restriction applies there
+        (definitions are not patient data).
+        """
+        if self.tenant.is_system:
+            return self
+        types = SHARED_DEFINITIONAL_TYPES
+        if self.permissions.resource_types is not None:
+            types = types & self.permissions.resource_types
+        permissions = TenantPermissions(
+            self.permissions.operations & SYSTEM_READ_OPERATIONS, types, None, False
+        )
+        return TenantContext(TenantId.system(), permissions, self.origin or self.tenant)
+
     def require(self, operation: Operation, resource_type: str | None = None) -> None:
         """Raise :class:`AccessDenied` unless the permissions allow the operation.
 
         Backends call this before touching storage, so a denied call has no effect.
+        Besides the operation and type permissions it enforces the tenancy model: a
+        derived context only reaches a descendant of its origin (with child tenants
+        allowed) or reads the system tenant; the system tenant holds only shared
+        definitional types; a compartment restriction refuses types that cannot be in
+        the compartment.
+
+        Raises:
+            AccessDenied: the call is not permitted.
+            Unsupported: the compartment restriction names a compartment whose
+                definition is not available.
         """
         if operation not in self.permissions.operations:
             raise AccessDenied(
@@ -235,4 +374,71 @@ class TenantContext:
             raise AccessDenied(
                 f"tenant {self.tenant}: operation {operation.value!r} on {resource_type} is not "
                 f"permitted (allowed types: {', '.join(sorted(types))})"
+            )
+        if (
+            resource_type is None
+            and types is not None
+            and operation in SYSTEM_READ_OPERATIONS
+            and not self.tenant.is_system
+        ):
+            # count() of every type and system history cannot honour a type list
+            # without every backend filtering them; refusing them is the safe reading.
+            raise AccessDenied(
+                f"tenant {self.tenant}: restricted to {', '.join(sorted(types))}; "
+                f"operation {operation.value!r} across every resource type is not permitted"
+            )
+        self._require_scope(operation, resource_type)
+
+    def require_scope(self, resource_type: str | None = None, *, writing: bool) -> None:
+        """Check the tenancy model alone, for a backend that checks operations itself.
+
+        A backend whose database decides the operation (an upsert that is a create or
+        an update depending on the stored state) calls this before the write: it
+        enforces the reach of a derived context, the system tenant's types and
+        read-only rule, and the compartment's types; :meth:`require` does all of it.
+
+        Raises:
+            AccessDenied: as :meth:`require`.
+        """
+        self._require_scope(Operation.UPDATE if writing else Operation.READ, resource_type)
+
+    def _require_scope(self, operation: Operation, resource_type: str | None) -> None:
+        if self.origin is not None and self.origin != self.tenant:
+            self._require_reach(operation)
+        if (
+            self.tenant.is_system
+            and resource_type is not None
+            and resource_type not in SHARED_DEFINITIONAL_TYPES
+        ):
+            raise AccessDenied(
+                f"the system tenant holds shared definitional resources only, not {resource_type}"
+            )
+        if self.permissions.compartment is not None and resource_type is not None:
+            from ._compartment import Compartment
+
+            compartment = Compartment.parse(self.permissions.compartment)
+            if resource_type not in compartment.resource_types:
+                raise AccessDenied(
+                    f"tenant {self.tenant}: restricted to compartment {compartment.reference}, "
+                    f"which holds no {resource_type}"
+                )
+
+    def _require_reach(self, operation: Operation) -> None:
+        origin = self.origin
+        assert origin is not None
+        if self.tenant.is_system:
+            if operation not in SYSTEM_READ_OPERATIONS:
+                raise AccessDenied(
+                    f"tenant {origin}: the system tenant is read-only for tenants "
+                    f"(operation {operation.value!r})"
+                )
+            return
+        if not self.tenant.is_descendant_of(origin):
+            raise AccessDenied(
+                f"tenant {origin} cannot reach tenant {self.tenant}: only its own child "
+                "tenants can be addressed"
+            )
+        if not self.permissions.child_tenants:
+            raise AccessDenied(
+                f"tenant {origin}: access to child tenant {self.tenant} is not permitted"
             )

@@ -11,6 +11,8 @@ from helios_conformance import (
     BackendConfig,
     BackendUnavailable,
     CapabilityDeclaration,
+    HistoryPage,
+    InvalidRequest,
     StoredResource,
     TenantContext,
     Unsupported,
@@ -87,3 +89,44 @@ async def open_unknown_capability(config: BackendConfig) -> MemoryBackend:
 
 async def open_crashing(config: BackendConfig) -> MemoryBackend:
     raise RuntimeError("disk on fire")
+
+
+class CommitsEntriesOneByOne(MemoryBackend):
+    """Declares transaction Bundles but commits each entry on its own, as a batch does."""
+
+    async def process_bundle(self, context: TenantContext, bundle: dict[str, Any]) -> Any:
+        if bundle.get("type") != "transaction":
+            return await super().process_bundle(context, bundle)
+        response = await super().process_bundle(context, {**bundle, "type": "batch"})
+        for item in response["entry"]:
+            outcome = item["response"].get("outcome")
+            if outcome is not None:
+                raise InvalidRequest(outcome["issue"][0]["diagnostics"])
+        return {**response, "type": "transaction-response"}
+
+
+async def open_commits_entries_one_by_one(config: BackendConfig) -> MemoryBackend:
+    return CommitsEntriesOneByOne()
+
+
+class LeaksTypeHistory(MemoryBackend):
+    """Forgets the tenant filter on one read path: type-level history lists the versions
+    of every tenant (only on a first page; the other paths stay correct)."""
+
+    async def history_type(
+        self, context: TenantContext, resource_type: str, **kwargs: Any
+    ) -> HistoryPage:
+        page = await super().history_type(context, resource_type, **kwargs)
+        if kwargs.get("cursor") is not None:
+            return page
+        tenants = {tenant for tenant, _, _ in self._log if tenant != context.tenant}
+        leaked: list[Any] = []
+        for tenant in sorted(tenants):
+            other = await super().history_type(TenantContext(tenant), resource_type, **kwargs)
+            leaked.extend(other.entries)
+        entries = sorted((*page.entries, *leaked), key=lambda e: e.last_updated, reverse=True)
+        return HistoryPage(tuple(entries), page.next_cursor)
+
+
+async def open_leaks_type_history(config: BackendConfig) -> MemoryBackend:
+    return LeaksTypeHistory()

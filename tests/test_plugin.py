@@ -28,7 +28,7 @@ def test_declared_passes(client):
 def test_declared_fails(client):
     assert client.count() == 1
 
-@pytest.mark.requires("transactions.bundle")
+@pytest.mark.requires("tenancy.row_level_security")
 def test_undeclared(client):
     raise AssertionError("must not run")
 
@@ -68,7 +68,7 @@ def test_gating_and_results(pytester: pytest.Pytester, results_path: Path) -> No
     pytester.makepyfile(test_gated=GATED_TESTS)
     result = pytester.runpytest("--backend=memory", f"--helios-results={results_path}", "-rs")
     result.assert_outcomes(passed=2, failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*SKIPPED*not supported: transactions.bundle*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*not supported: tenancy.row_level_security*"])
     tests = _results(results_path)
     assert set(tests) == {"test_declared_passes", "test_declared_fails", "test_undeclared"}
     assert tests["test_declared_passes"]["outcome"] == "passed"
@@ -76,7 +76,7 @@ def test_gating_and_results(pytester: pytest.Pytester, results_path: Path) -> No
     assert tests["test_declared_fails"]["outcome"] == "failed"
     assert "assert 0 == 1" in tests["test_declared_fails"]["message"]
     assert tests["test_undeclared"]["outcome"] == "not-supported"
-    assert tests["test_undeclared"]["message"] == "not supported: transactions.bundle"
+    assert tests["test_undeclared"]["message"] == "not supported: tenancy.row_level_security"
     document = json.loads(results_path.read_text())
     assert document["backend"]["name"] == "memory"
     assert "crud.create" in document["backend"]["declared"]
@@ -210,9 +210,9 @@ def test_probe_run_records_clean_refusals(pytester: pytest.Pytester, results_pat
 import pytest
 from helios_conformance import Unsupported
 
-@pytest.mark.requires("transactions.bundle")
+@pytest.mark.requires("tenancy.row_level_security")
 def test_refuses(client):
-    raise Unsupported("no transactions here", capability="transactions.bundle")
+    raise Unsupported("no row-level security here", capability="tenancy.row_level_security")
 """
     )
     result = pytester.runpytest(
@@ -221,7 +221,7 @@ def test_refuses(client):
     result.assert_outcomes(skipped=1)
     test = _results(results_path)["test_refuses"]
     assert test["outcome"] == "refused"
-    assert test["message"] == "refused: no transactions here"
+    assert test["message"] == "refused: no row-level security here"
 
 
 def test_node_ids_are_relative_to_the_suites_directory(

@@ -47,7 +47,11 @@ from helios_conformance import (
     VersionConflict,
     format_instant,
 )
-from helios_conformance.testing import MEMORY_CAPABILITIES, MemoryBackend
+from helios_conformance.testing import (
+    MEMORY_CAPABILITIES,
+    MEMORY_SEARCH_CAPABILITIES,
+    MemoryBackend,
+)
 from reference_impl.postgres import (
     POSTGRES_CAPABILITIES,
     PostgresBackend,
@@ -184,13 +188,16 @@ def test_import_is_cheap() -> None:
 
 
 def test_capabilities_are_memory_plus_tenancy() -> None:
-    """Postgres claims what the memory and sqlite backends claim, plus its tenancy modes."""
+    """Postgres claims the memory backend's storage capabilities plus its tenancy modes,
+    and of search only what the memory backend also claims."""
     extra = {
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
     }
-    assert POSTGRES_CAPABILITIES.supported == MEMORY_CAPABILITIES.supported | extra
+    search = {c for c in POSTGRES_CAPABILITIES.supported if c.startswith("search.")}
+    assert POSTGRES_CAPABILITIES.supported == MEMORY_CAPABILITIES.supported | extra | search
+    assert search <= MEMORY_SEARCH_CAPABILITIES.supported
 
 
 @pytest.mark.parametrize(

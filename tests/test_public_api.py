@@ -35,7 +35,7 @@ def test_all_is_sorted_and_complete() -> None:
         assert hasattr(helios_conformance, name), name
     # "@py_builtins"-style names come from pytest's assertion rewriting of the plugin package.
     public = {name for name in vars(helios_conformance) if not name.startswith(("_", "@"))}
-    modules = {"search", "testing"}
+    modules = {"bulk", "search", "testing", "transactions"}
     assert public - modules - {"annotations"} == set(exported) - {"__version__"}
 
 
@@ -87,6 +87,7 @@ def test_suites_import_only_the_harness(path: Path) -> None:
         "itertools",
         "time",
         "asyncio",
+        "base64",
         "dataclasses",
         "functools",
         "string",

@@ -7,11 +7,34 @@
 - :func:`parse_query`: URL-decoded pairs -> :class:`SearchQuery`, with errors that
   name the parameter;
 - :func:`matches` / :class:`Evaluator`: the reference evaluator, the executable
-  definition of what a query matches.
+  definition of what a query matches;
+- :class:`ComposedEvaluator`, :func:`resolve_includes`, :func:`sort_key`,
+  :func:`subset_resource`: chains, ``_has``, includes, sort order and subsets,
+  expressed over the index rows of an :class:`IndexSource` (see ``_compose.py``).
 """
 
 from __future__ import annotations
 
+from ._compose import (
+    MANDATORY_ELEMENTS,
+    SUBSETTED_SYSTEM,
+    SUMMARY_ELEMENTS,
+    ComposedEvaluator,
+    IndexSource,
+    ResourceKey,
+    SortValue,
+    chain_targets,
+    check_result_parameters,
+    decode_sort_values,
+    encode_sort_values,
+    points_at,
+    references,
+    resolve_includes,
+    row_sort_value,
+    sort_key,
+    sort_values,
+    subset_resource,
+)
 from ._definitions import (
     SearchParameterRegistry,
     applicable_bases,
@@ -22,6 +45,7 @@ from ._definitions import (
 )
 from ._evaluate import (
     Evaluator,
+    RowsByParam,
     date_matches,
     filter_matches,
     group_rows,
@@ -47,7 +71,9 @@ from ._index import (
     split_reference,
 )
 from ._model import (
+    DEFAULT_CHAIN_DEPTH,
     DEFAULT_PAGE_SIZE,
+    MAX_CHAIN_DEPTH,
     MAX_PAGE_SIZE,
     ORDERED_TYPES,
     ChainLink,
@@ -89,7 +115,7 @@ from ._model import (
     UriValue,
 )
 from ._normalize import date_range, fold, format_utc, parse_decimal, precision_range
-from ._query import MODIFIERS, parse_query, split_escaped, unescape
+from ._query import MODIFIERS, check_chain_depth, parse_query, split_escaped, unescape
 from ._text import (
     TextQueryError,
     content_text,
@@ -101,13 +127,19 @@ from ._text import (
 from ._ucum import UCUM_SYSTEM, canonical_unit, to_canonical
 
 __all__ = [
+    "DEFAULT_CHAIN_DEPTH",
     "DEFAULT_PAGE_SIZE",
+    "MANDATORY_ELEMENTS",
+    "MAX_CHAIN_DEPTH",
     "MAX_PAGE_SIZE",
     "MODIFIERS",
     "ORDERED_TYPES",
+    "SUBSETTED_SYSTEM",
+    "SUMMARY_ELEMENTS",
     "UCUM_SYSTEM",
     "ChainLink",
     "CompiledExpression",
+    "ComposedEvaluator",
     "CompositeComponent",
     "CompositeValue",
     "DateValue",
@@ -121,6 +153,7 @@ __all__ = [
     "HasClause",
     "IncludeSpec",
     "IndexRow",
+    "IndexSource",
     "MissingValue",
     "NumberValue",
     "ParamType",
@@ -128,12 +161,15 @@ __all__ = [
     "Prefix",
     "QuantityValue",
     "ReferenceValue",
+    "ResourceKey",
+    "RowsByParam",
     "SearchParameterDefinition",
     "SearchParameterRegistry",
     "SearchQuery",
     "SearchValue",
     "SortDirection",
     "SortKey",
+    "SortValue",
     "StringValue",
     "SummaryMode",
     "TextAnd",
@@ -149,11 +185,16 @@ __all__ = [
     "UriValue",
     "applicable_bases",
     "canonical_unit",
+    "chain_targets",
+    "check_chain_depth",
+    "check_result_parameters",
     "compile_expression",
     "content_text",
     "date_matches",
     "date_range",
+    "decode_sort_values",
     "default_registry",
+    "encode_sort_values",
     "expression_for_base",
     "extract",
     "filter_matches",
@@ -173,12 +214,19 @@ __all__ = [
     "parse_resource_json",
     "parse_text_query",
     "patient_compartment",
+    "points_at",
     "precision_range",
     "reference_target_type",
+    "references",
+    "resolve_includes",
     "rewrite_expression",
+    "row_sort_value",
+    "sort_key",
+    "sort_values",
     "split_escaped",
     "split_reference",
     "split_union",
+    "subset_resource",
     "text_matches",
     "to_canonical",
     "tokenize",

@@ -388,6 +388,12 @@ class SummaryMode(enum.StrEnum):
     FALSE = "false"
 
 
+DEFAULT_CHAIN_DEPTH = 4
+"""How many reference links a chain may follow unless the backend configures another limit."""
+
+MAX_CHAIN_DEPTH = 8
+"""The largest chain depth limit a backend may configure."""
+
 DEFAULT_PAGE_SIZE = 50
 """The page size when ``_count`` is absent."""
 
@@ -403,7 +409,9 @@ class SearchQuery:
     values). ``filter`` is the parsed ``_filter`` expression, ANDed with the tests.
     ``count`` is ``None`` when ``_count`` was absent (backends then use
     :data:`DEFAULT_PAGE_SIZE`). ``ignored`` names parameters skipped under lenient
-    handling.
+    handling. ``elements`` are the ``_elements`` names (empty when absent; parsed only
+    with ``parse_query(..., subsetting=True)``); ``offset`` is ``_offset`` (offset
+    pagination), ``None`` when absent.
     """
 
     resource_type: str
@@ -417,6 +425,8 @@ class SearchQuery:
     include: tuple[IncludeSpec, ...] = ()
     revinclude: tuple[IncludeSpec, ...] = ()
     ignored: tuple[str, ...] = ()
+    elements: tuple[str, ...] = ()
+    offset: int | None = None
 
     @property
     def page_size(self) -> int:

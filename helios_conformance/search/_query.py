@@ -26,6 +26,8 @@ from ._definitions import SearchParameterRegistry
 from ._extract import expression_types
 from ._index import default_registry, split_reference
 from ._model import (
+    DEFAULT_CHAIN_DEPTH,
+    MAX_CHAIN_DEPTH,
     MAX_PAGE_SIZE,
     ChainLink,
     CompositeValue,
@@ -426,14 +428,33 @@ def _check_modifier(
     return None
 
 
+def check_chain_depth(max_chain_depth: int) -> int:
+    """Return ``max_chain_depth`` if it is a valid limit (1 to :data:`MAX_CHAIN_DEPTH`)."""
+    if not 1 <= max_chain_depth <= MAX_CHAIN_DEPTH:
+        raise ValueError(
+            f"the chain depth limit must be between 1 and {MAX_CHAIN_DEPTH}, not {max_chain_depth}"
+        )
+    return max_chain_depth
+
+
 def _resolve_chain(
     raw_name: str,
     resource_type: str,
     path: str,
     registry: SearchParameterRegistry,
+    max_chain_depth: int = DEFAULT_CHAIN_DEPTH,
 ) -> tuple[tuple[ChainLink, ...], str, str]:
     """Follow ``subject:Patient.organization.name`` to (links, final type, final name)."""
     segments = path.split(".")
+    if any(not segment for segment in segments):
+        raise _fail(raw_name, f"the chain {path!r} has an empty link")
+    if len(segments) - 1 > max_chain_depth:
+        raise _fail(
+            raw_name,
+            f"the chain follows {len(segments) - 1} references; this server follows at most "
+            f"{max_chain_depth} (a configurable limit, at most {MAX_CHAIN_DEPTH}) to keep "
+            "searches bounded",
+        )
     links: list[ChainLink] = []
     current_type = resource_type
     for segment in segments[:-1]:
@@ -466,10 +487,17 @@ def _resolve_chain(
 
 
 class _Builder:
-    def __init__(self, resource_type: str, registry: SearchParameterRegistry, strict: bool) -> None:
+    def __init__(
+        self,
+        resource_type: str,
+        registry: SearchParameterRegistry,
+        strict: bool,
+        max_chain_depth: int = DEFAULT_CHAIN_DEPTH,
+    ) -> None:
         self.resource_type = resource_type
         self.registry = registry
         self.strict = strict
+        self.max_chain_depth = max_chain_depth
         self.ignored: list[str] = []
 
     def unknown(self, raw_name: str, message: str) -> None:
@@ -483,7 +511,7 @@ class _Builder:
         chain: tuple[ChainLink, ...] = ()
         if "." in name:
             chain, resource_type, name = _resolve_chain(
-                raw_name, resource_type, name, self.registry
+                raw_name, resource_type, name, self.registry, self.max_chain_depth
             )
         code, modifier = _split_modifier(name, raw_name)
         definition = self.registry.get(resource_type, code)
@@ -542,6 +570,21 @@ class _Builder:
         return HasClause(name=raw_name, resource_type=source_type, reference=reference, test=inner)
 
 
+_ELEMENT_NAME = re.compile(r"[a-z][A-Za-z0-9]*")
+
+
+def _parse_elements(value: str) -> tuple[str, ...]:
+    names = []
+    for part in value.split(","):
+        name = part.strip()
+        if not _ELEMENT_NAME.fullmatch(name):
+            raise _fail(
+                "_elements", f"{part!r} is not a top-level element name (like name or birthDate)"
+            )
+        names.append(name)
+    return tuple(names)
+
+
 def _parse_count(value: str) -> int:
     if not re.fullmatch(r"\d{1,9}", value):
         raise _fail("_count", f"{value!r} is not a non-negative integer")
@@ -558,6 +601,11 @@ def _parse_sort(builder: _Builder, value: str) -> tuple[SortKey, ...]:
         definition = builder.registry.get(builder.resource_type, code)
         if definition is None:
             raise _fail("_sort", f"{builder.resource_type} has no search parameter {code!r}")
+        if definition.type in (ParamType.COMPOSITE, ParamType.SPECIAL):
+            raise _fail(
+                "_sort",
+                f"{code!r} is a {definition.type.value} parameter, which has no order to sort by",
+            )
         keys.append(SortKey(parameter=definition, direction=direction))
     return tuple(keys)
 
@@ -595,6 +643,8 @@ def parse_query(
     *,
     registry: SearchParameterRegistry | None = None,
     strict: bool = True,
+    max_chain_depth: int = DEFAULT_CHAIN_DEPTH,
+    subsetting: bool = False,
 ) -> SearchQuery:
     """Parse URL-decoded search parameters for ``resource_type``.
 
@@ -603,6 +653,11 @@ def parse_query(
         parameters: ``(name, value)`` pairs in request order.
         registry: the tenant's parameters (official R4 ones when ``None``).
         strict: refuse unknown parameters (``True``) or ignore and report them.
+        max_chain_depth: the most reference links a chain may follow (1 to
+            :data:`MAX_CHAIN_DEPTH`); a longer chain raises InvalidSearch.
+        subsetting: parse ``_elements`` and ``_summary=true|text|data`` into
+            :attr:`SearchQuery.elements`/``summary`` (a backend that returns subsets);
+            when false they raise Unsupported, as before.
 
     Raises:
         InvalidSearch: a malformed name or value, an unknown parameter (strict); the
@@ -615,7 +670,10 @@ def parse_query(
     if resource_type not in r4_resource_types():
         raise InvalidSearch(f"{resource_type!r} is not a FHIR R4 resource type")
     registry = registry or default_registry()
-    builder = _Builder(resource_type, registry, strict)
+    check_chain_depth(max_chain_depth)
+    builder = _Builder(resource_type, registry, strict, max_chain_depth)
+    elements: tuple[str, ...] = ()
+    offset: int | None = None
     tests: list[ParameterTest] = []
     has: list[HasClause] = []
     filters = []
@@ -629,6 +687,11 @@ def parse_query(
         if not raw_name:
             raise InvalidSearch("a search parameter has an empty name", parameter="")
         if raw_name in _TRANSPORT_PARAMETERS:
+            continue
+        if raw_name == "_elements" and subsetting:
+            if value == "":
+                raise _fail(raw_name, "the value is empty")
+            elements = elements + _parse_elements(value)
             continue
         if raw_name in _UNSUPPORTED_RESULT_PARAMETERS:
             capability = _UNSUPPORTED_RESULT_PARAMETERS[raw_name]
@@ -644,8 +707,12 @@ def parse_query(
                 raise _fail(
                     "_summary", f"{value!r} is not true, text, data, count or false"
                 ) from None
-            if summary not in (SummaryMode.COUNT, SummaryMode.FALSE):
+            if not subsetting and summary not in (SummaryMode.COUNT, SummaryMode.FALSE):
                 raise Unsupported(f"_summary={value} is not supported", capability="search.summary")
+        elif raw_name == "_offset":
+            if not re.fullmatch(r"\d{1,9}", value):
+                raise _fail("_offset", f"{value!r} is not a non-negative integer")
+            offset = int(value)
         elif raw_name == "_total":
             try:
                 total = TotalMode(value)
@@ -688,4 +755,6 @@ def parse_query(
         include=tuple(include),
         revinclude=tuple(revinclude),
         ignored=tuple(builder.ignored),
+        elements=elements,
+        offset=offset,
     )

@@ -7,16 +7,21 @@ call atomic on the event loop. The harness's own tests and differential tests us
 
 from __future__ import annotations
 
+import bisect
 import json
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
+from .._bulk_contract import ExportPage, ExportScan
 from .._capabilities import CapabilityDeclaration
 from .._clock import MonotonicClock
+from .._compartment import Compartment, context_compartment, restrict_export_scan
 from .._contract import BackendConfig, BackendInfo, QueryParameters
 from .._cursor import CursorCodec
-from .._errors import Gone, NotFound, Unsupported, VersionConflict
+from .._errors import AccessDenied, Gone, InvalidSearch, NotFound, VersionConflict
 from .._history import HistoryWindow, history_window
 from .._resource import (
     HistoryPage,
@@ -32,18 +37,30 @@ from .._resource import (
 from .._tenancy import Operation, TenantContext, TenantId
 from .._version import __version__
 from ..search import (
-    DEFAULT_PAGE_SIZE,
-    Evaluator,
+    DEFAULT_CHAIN_DEPTH,
+    ComposedEvaluator,
     IndexRow,
+    RowsByParam,
     SearchParameterRegistry,
+    SearchQuery,
     SummaryMode,
     TotalMode,
+    check_chain_depth,
+    check_result_parameters,
+    decode_sort_values,
+    encode_sort_values,
     group_rows,
     index_resource,
     parse_query,
     parse_resource_json,
+    resolve_includes,
+    sort_key,
+    sort_values,
+    subset_resource,
     validate_search_parameter,
 )
+from ._memory_bulk import MEMORY_BULK_CAPABILITIES, MemoryBulkStorage
+from ._memory_transactions import MEMORY_TRANSACTION_CAPABILITIES, MemoryTransactions
 
 MEMORY_CAPABILITIES = CapabilityDeclaration.of(
     supported=[
@@ -99,25 +116,46 @@ MEMORY_SEARCH_CAPABILITIES = CapabilityDeclaration.of(
         "search.count",
         "search.summary_count",
         "search.total",
+        "search.elements",
+        "search.summary",
+        "search.chain",
+        "search.has",
+        "search.include",
+        "search.include.iterate",
+        "search.revinclude",
+        "search.sort.single",
+        "search.sort.multi",
+        "search.paging.offset",
+        "search.paging.cursor",
     ],
 )
 """The search capabilities the reference evaluator gives the in-memory backend.
 
 Not declared (refused with Unsupported): the terminology modifiers (``:in``,
-``:not-in``, ``:above``/``:below`` on tokens), ``_elements``, ``_summary`` other
-than ``count``, chains, ``_has``, ``_include``, ``_revinclude``, ``_sort`` and paging.
+``:not-in``, ``:above``/``:below`` on tokens). ``_summary=true``/``text`` know the
+summary elements of Patient, Practitioner, Organization and Observation only.
 """
 
+MEMORY_TENANCY_CAPABILITIES = CapabilityDeclaration.of(
+    supported=[
+        "tenancy.shared_schema",
+        "tenancy.permissions",
+        "tenancy.isolation",
+        "tenancy.hierarchy",
+        "tenancy.compartment",
+    ],
+)
+"""The tenancy model in full: isolation on every read path, hierarchy, permissions and
+compartment restrictions (``helios_conformance._tenancy``)."""
+
 MEMORY_ALL_CAPABILITIES = CapabilityDeclaration.of(
-    supported=MEMORY_CAPABILITIES.supported | MEMORY_SEARCH_CAPABILITIES.supported
+    supported=MEMORY_CAPABILITIES.supported
+    | MEMORY_TENANCY_CAPABILITIES.supported
+    | MEMORY_SEARCH_CAPABILITIES.supported
+    | MEMORY_TRANSACTION_CAPABILITIES.supported
+    | MEMORY_BULK_CAPABILITIES.supported
 )
 """Everything the in-memory backend declares by default."""
-
-_UNSUPPORTED_RESULT_FEATURES = (
-    ("sort", "search.sort.single", "_sort"),
-    ("include", "search.include", "_include"),
-    ("revinclude", "search.revinclude", "_revinclude"),
-)
 
 
 @dataclass(slots=True)
@@ -129,6 +167,13 @@ class _Version:
     text: str | None
     # The search index of this version, computed once when it is written.
     rows: tuple[IndexRow, ...] = ()
+    _grouped: dict[str, list[IndexRow]] | None = None
+
+    def grouped(self) -> dict[str, list[IndexRow]]:
+        """The rows grouped by parameter code (computed once)."""
+        if self._grouped is None:
+            self._grouped = group_rows(self.rows)
+        return self._grouped
 
 
 @dataclass(slots=True)
@@ -142,11 +187,17 @@ class _Chain:
         return self.versions[-1]
 
 
-class MemoryBackend:
+class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
     """Every capability of the contract so far, held in process memory."""
 
-    def __init__(self, capabilities: CapabilityDeclaration = MEMORY_ALL_CAPABILITIES) -> None:
+    def __init__(
+        self,
+        capabilities: CapabilityDeclaration = MEMORY_ALL_CAPABILITIES,
+        *,
+        max_chain_depth: int = DEFAULT_CHAIN_DEPTH,
+    ) -> None:
         self._capabilities = capabilities
+        self._max_chain_depth = check_chain_depth(max_chain_depth)
         # One registry per tenant: custom SearchParameters are tenant data.
         self._registries: dict[TenantId, SearchParameterRegistry] = {}
         self._chains: dict[tuple[TenantId, str, str], _Chain] = {}
@@ -167,12 +218,14 @@ class MemoryBackend:
         self._chains.clear()
         self._log.clear()
         self._registries.clear()
+        self._close_bulk()
 
     # -- writes ---------------------------------------------------------------
 
     def _append(
         self, context: TenantContext, chain: _Chain, body: Resource | None
     ) -> StoredResource:
+        self._check_compartment_write(context, chain, body)
         version_id = str(int(chain.current.version_id) + 1) if chain.versions else "1"
         registry = self._registry(context)
         if body is not None and chain.resource_type == "SearchParameter":
@@ -195,6 +248,39 @@ class MemoryBackend:
         self._chains[(context.tenant, chain.resource_type, chain.resource_id)] = chain
         self._log.append((context.tenant, chain, version))
         return _stored(chain, version)
+
+    def _check_compartment_write(
+        self, context: TenantContext, chain: _Chain, body: Resource | None
+    ) -> None:
+        """Refuse a write that would touch a resource outside the context's compartment.
+
+        Both the current live version and the new body must be in the compartment; the
+        check runs before anything is written.
+        """
+        compartment = context_compartment(context)
+        if compartment is None:
+            return
+        kind, rid = chain.resource_type, chain.resource_id
+        live = bool(chain.versions) and not chain.current.deleted
+        if live and not compartment.contains(kind, rid, chain.current.grouped()):
+            raise AccessDenied(
+                f"{kind}/{rid} is outside compartment {compartment.reference}; nothing was written"
+            )
+        if body is not None and not compartment.contains(kind, rid, index_resource(body)):
+            raise AccessDenied(
+                f"the new version of {kind}/{rid} would lie outside compartment "
+                f"{compartment.reference}; nothing was written"
+            )
+
+    def _visible(self, context: TenantContext, chain: _Chain, position: int) -> bool:
+        """Whether version ``position`` of ``chain`` is visible under the compartment.
+
+        A deletion marker is visible when the version it deleted was.
+        """
+        compartment = context_compartment(context)
+        if compartment is None:
+            return True
+        return _version_in(compartment, chain, position)
 
     def _registry(self, context: TenantContext) -> SearchParameterRegistry:
         registry = self._registries.get(context.tenant)
@@ -310,6 +396,8 @@ class MemoryBackend:
     ) -> StoredResource:
         context.require(Operation.READ, resource_type)
         chain = self._live_chain(context, resource_type, resource_id)
+        if not self._visible(context, chain, len(chain.versions) - 1):
+            raise _hidden(resource_type, resource_id)
         return _stored(chain, chain.current)
 
     async def vread(
@@ -327,6 +415,8 @@ class MemoryBackend:
                 resource_id=resource_id,
                 version_id=version_id,
             )
+        if not self._visible(context, chain, index):
+            raise _hidden(resource_type, resource_id)
         return _stored(chain, chain.versions[index])
 
     async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
@@ -334,7 +424,11 @@ class MemoryBackend:
         check_resource_type(resource_type)
         check_id(resource_id)
         chain = self._chains.get((context.tenant, resource_type, resource_id))
-        return chain is not None and not chain.current.deleted
+        return (
+            chain is not None
+            and not chain.current.deleted
+            and self._visible(context, chain, len(chain.versions) - 1)
+        )
 
     async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
         context.require(Operation.READ, resource_type)
@@ -346,6 +440,7 @@ class MemoryBackend:
             if tenant == context.tenant
             and (resource_type is None or kind == resource_type)
             and not chain.current.deleted
+            and self._visible(context, chain, len(chain.versions) - 1)
         )
 
     # -- history --------------------------------------------------------------
@@ -374,6 +469,8 @@ class MemoryBackend:
                 continue
             if not window.admits(version.last_updated):
                 continue
+            if not self._visible(context, chain, int(version.version_id) - 1):
+                continue
             if len(entries) == window.count:
                 more = True
                 break
@@ -398,7 +495,9 @@ class MemoryBackend:
     ) -> HistoryPage:
         context.require(Operation.HISTORY, resource_type)
         window = history_window(since, before, count)
-        self._chain(context, resource_type, resource_id)
+        chain = self._chain(context, resource_type, resource_id)
+        if not any(self._visible(context, chain, i) for i in range(len(chain.versions))):
+            raise _hidden(resource_type, resource_id)
         return self._history(
             context, f"{resource_type}/{resource_id}", window, cursor, (resource_type, resource_id)
         )
@@ -440,47 +539,111 @@ class MemoryBackend:
         parameters: QueryParameters,
         *,
         strict: bool = True,
+        cursor: str | None = None,
     ) -> SearchResult:
         """Search live resources of one type with the reference evaluator.
 
-        Matches are returned in ascending id order (code-point order), the stable
-        default order this backend documents; ``_count`` (default
-        ``DEFAULT_PAGE_SIZE``) limits the page, ``_summary=count`` returns only the
-        total, and ``_total=accurate``/``estimate`` report the exact number of matches.
+        Order: the ``_sort`` keys, then ascending id (code-point order); without
+        ``_sort`` ascending id. ``_count`` (default ``DEFAULT_PAGE_SIZE``) limits the
+        page, ``_offset`` skips matches (offset paging), ``cursor`` continues after
+        the page that returned it (keyset paging on the sort values and id, bounded to
+        the resources that existed when the first page was served).
+        ``_summary=count`` returns only the total; ``_total=accurate``/``estimate``
+        report the exact number of matches, ``none`` no number.
         """
         context.require(Operation.SEARCH, resource_type)
         check_resource_type(resource_type)
         query = parse_query(
-            resource_type, parameters, registry=self._registry(context), strict=strict
+            resource_type,
+            parameters,
+            registry=self._registry(context),
+            strict=strict,
+            max_chain_depth=self._max_chain_depth,
+            subsetting=True,
         )
-        for attribute, capability, name in _UNSUPPORTED_RESULT_FEATURES:
-            if getattr(query, attribute):
-                raise Unsupported(
-                    f"{name} is not supported by the in-memory backend", capability=capability
+        check_result_parameters(query)
+        scope = _search_scope(context, resource_type, parameters)
+        snapshot = len(self._log)
+        after: tuple[Any, ...] | None = None
+        if cursor is not None:
+            if query.offset is not None:
+                raise InvalidSearch(
+                    "_offset and a cursor both say where the page starts; use one of them",
+                    parameter="_offset",
                 )
-        evaluator = Evaluator(query)
-        matched = sorted(
+            payload = self._cursors.decode(scope, cursor)
+            snapshot = int(payload["snapshot"])
+            after = sort_key(query.sort, decode_sort_values(payload["after"]), str(payload["id"]))
+        source = _TenantSource(self, context.tenant, snapshot, context_compartment(context))
+        evaluator = ComposedEvaluator(query, source)
+        ordered = sorted(
             (
-                chain
-                for (tenant, kind, _), chain in self._chains.items()
-                if tenant == context.tenant
-                and kind == resource_type
-                and not chain.current.deleted
-                and evaluator.matches(group_rows(chain.current.rows))
+                (sort_key(query.sort, values, rid), values, rid)
+                for rid, rows in source.live(resource_type)
+                if evaluator.matches(rid, rows)
+                for values in (sort_values(query.sort, rows),)
             ),
-            key=lambda chain: chain.resource_id,
+            key=lambda item: item[0],
         )
         total = None
         if query.summary is SummaryMode.COUNT or query.total in (
             TotalMode.ACCURATE,
             TotalMode.ESTIMATE,
         ):
-            total = len(matched)
+            total = len(ordered)
         if query.summary is SummaryMode.COUNT:
             return SearchResult(entries=(), total=total, ignored=query.ignored)
-        page_size = DEFAULT_PAGE_SIZE if query.count is None else query.count
-        entries = tuple(_stored(chain, chain.current) for chain in matched[:page_size])
-        return SearchResult(entries=entries, total=total, ignored=query.ignored)
+        start = query.offset or 0
+        if after is not None:
+            start = bisect.bisect_right([item[0] for item in ordered], after)
+        page = ordered[start : start + query.page_size]
+        more = query.page_size > 0 and start + len(page) < len(ordered)
+        next_cursor = next_offset = None
+        if more:
+            _, last_values, last_id = page[-1]
+            next_cursor = self._cursors.encode(
+                scope,
+                {"after": encode_sort_values(last_values), "id": last_id, "snapshot": snapshot},
+            )
+            if cursor is None:
+                next_offset = start + len(page)
+        entries = tuple(
+            self._subset(self._current(context, resource_type, rid), query) for _, _, rid in page
+        )
+        included: tuple[StoredResource, ...] = ()
+        if query.include or query.revinclude:
+            keyed = [((resource_type, rid), source.rows(resource_type, rid)) for _, _, rid in page]
+            included = tuple(
+                self._current(context, kind, rid)
+                for kind, rid in resolve_includes(query, keyed, source)
+            )
+        return SearchResult(
+            entries=entries,
+            included=included,
+            total=total,
+            next_cursor=next_cursor,
+            ignored=query.ignored,
+            next_offset=next_offset,
+        )
+
+    def _current(
+        self, context: TenantContext, resource_type: str, resource_id: str
+    ) -> StoredResource:
+        chain = self._chains[(context.tenant, resource_type, resource_id)]
+        return _stored(chain, chain.current)
+
+    @staticmethod
+    def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
+        if not query.elements and query.summary in (None, SummaryMode.FALSE):
+            return stored
+        assert stored.resource is not None
+        subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
+        return replace(stored, resource=subset)
+
+    async def scan_export(self, context: TenantContext, scan: ExportScan) -> ExportPage:
+        """Bulk export's scan, narrowed to the context's compartment restriction."""
+        context.require(Operation.BULK_EXPORT, scan.resource_type)
+        return await super().scan_export(context, restrict_export_scan(context, scan))
 
     async def reindex(self, context: TenantContext, resource_type: str | None = None) -> int:
         """Recompute the search index of current versions with the tenant's parameters.
@@ -499,8 +662,76 @@ class MemoryBackend:
             current = chain.current
             if current.text is not None:
                 current.rows = index_resource(parse_resource_json(current.text), registry)
+                current._grouped = None
                 done += 1
         return done
+
+
+def _search_scope(context: TenantContext, resource_type: str, parameters: QueryParameters) -> str:
+    """What a search cursor is bound to: the tenant, the type and the normalized query.
+
+    The query is normalized by sorting its pairs (their order does not change what
+    it means); ``_offset`` is left out because a cursor replaces it.
+    """
+    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
+    return json.dumps(["search", context.tenant.value, resource_type, pairs], separators=(",", ":"))
+
+
+class _TenantSource:
+    """The live resources of one tenant as grouped index rows (an ``IndexSource``).
+
+    ``snapshot`` bounds the resources to those first written at or before that log
+    sequence, so a cursor keeps paging over the resources that existed when its first
+    page was served.
+    """
+
+    def __init__(
+        self,
+        backend: MemoryBackend,
+        tenant: TenantId,
+        snapshot: int,
+        compartment: Compartment | None = None,
+    ) -> None:
+        self._by_type: dict[str, dict[str, RowsByParam]] = {}
+        for (owner, kind, rid), chain in backend._chains.items():
+            if owner != tenant or chain.current.deleted or chain.versions[0].sequence > snapshot:
+                continue
+            # Resources outside the compartment do not exist for a restricted caller:
+            # they neither match, nor resolve chains/_has, nor get included.
+            if compartment is not None and not compartment.contains(
+                kind, rid, chain.current.grouped()
+            ):
+                continue
+            self._by_type.setdefault(kind, {})[rid] = chain.current.grouped()
+
+    def live(self, resource_type: str) -> Iterable[tuple[str, RowsByParam]]:
+        return self._by_type.get(resource_type, {}).items()
+
+    def live_types(self) -> Iterable[str]:
+        return sorted(self._by_type)
+
+    def get(self, resource_type: str, resource_id: str) -> RowsByParam | None:
+        return self._by_type.get(resource_type, {}).get(resource_id)
+
+    def rows(self, resource_type: str, resource_id: str) -> RowsByParam:
+        return self._by_type[resource_type][resource_id]
+
+
+def _version_in(compartment: Compartment, chain: _Chain, position: int) -> bool:
+    version = chain.versions[position]
+    if version.deleted and position > 0:
+        version = chain.versions[position - 1]
+    return compartment.contains(chain.resource_type, chain.resource_id, version.grouped())
+
+
+def _hidden(resource_type: str, resource_id: str) -> NotFound:
+    """What a compartment-restricted caller gets for a resource outside its compartment:
+    the same NotFound as for a resource that does not exist."""
+    return NotFound(
+        f"{resource_type}/{resource_id} does not exist",
+        resource_type=resource_type,
+        resource_id=resource_id,
+    )
 
 
 def _stored(chain: _Chain, version: _Version) -> StoredResource:

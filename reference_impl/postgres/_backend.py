@@ -55,10 +55,13 @@ from helios_conformance import (
     HeliosError,
     HistoryPage,
     HistoryWindow,
+    InvalidResource,
     InvalidSearch,
     NotFound,
     Operation,
+    QueryParameters,
     Resource,
+    SearchResult,
     StoredResource,
     TenantContext,
     VersionConflict,
@@ -70,9 +73,19 @@ from helios_conformance import (
     stamp,
     validate_resource,
 )
+from helios_conformance.search import (
+    SearchParameterRegistry,
+    SummaryMode,
+    TotalMode,
+    index_resource,
+    parse_query,
+    parse_resource_json,
+    validate_search_parameter,
+)
 
 from ._pool import Pool
 from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
+from ._search import IndexArrays, build_search, refuse_unsupported
 from ._server import Server, provision
 
 if TYPE_CHECKING:
@@ -100,8 +113,43 @@ POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
+        "search.param.common",
+        "search.param.string",
+        "search.param.token",
+        "search.param.date",
+        "search.param.number",
+        "search.param.quantity",
+        "search.param.reference",
+        "search.param.uri",
+        "search.param.composite",
+        "search.param.custom",
+        "search.modifier.exact",
+        "search.modifier.contains",
+        "search.modifier.text",
+        "search.modifier.not",
+        "search.modifier.missing",
+        "search.modifier.above",
+        "search.modifier.below",
+        "search.modifier.identifier",
+        "search.modifier.type",
+        "search.modifier.of_type",
+        "search.modifier.code_text",
+        "search.modifier.text_advanced",
+        *(f"search.prefix.{p}" for p in ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")),
+        "search.text",
+        "search.content",
+        "search.filter",
+        "search.count",
+        "search.summary_count",
+        "search.total",
     ],
 )
+"""CRUD, versions, history, every tenancy mode, and search without composition.
+
+Not declared (refused with Unsupported): the terminology modifiers, ``_elements``,
+``_summary`` other than ``count``, chains, ``_has``, ``_include``, ``_revinclude``,
+``_sort`` and paging.
+"""
 
 TENANCY_MODES = ("shared", "schema", "database")
 TEMPLATE_DATABASE = "helios_template"
@@ -109,6 +157,9 @@ TEMPLATE_DATABASE = "helios_template"
 
 _OPTION_NAMES = ("tenancy", "server", "database", "pool_size")
 _MAX_BIGINT = 2**63 - 1
+_REGISTRY_RETRIES = 5
+_MAX_TENANT_POOLS = 16
+_REINDEX_BATCH = 500
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _UNSAFE_NAME = re.compile(r"[^a-z0-9_]")
 
@@ -226,6 +277,50 @@ def _serialize(body: Resource, resource_id: str) -> _Serialized:
             return _Serialized(text, token, jsonb_ok)
 
 
+def _index_text(serialized: _Serialized) -> str:
+    """The serialized body with index sentinels for the meta values the database picks.
+
+    ``meta.versionId`` becomes one token and ``meta.lastUpdated`` eight tokens, as
+    many as the real values give the reference tokenizer, so every full-text position
+    is right; ``helios.write_version`` swaps the sentinel lexemes for the real tokens.
+    A sentinel ends in ``z``, which no Porter rule strips. The sentinel instant is no
+    date, so no ``_lastUpdated`` row comes of it: the function writes that row.
+    """
+    token = serialized.token
+    instant = " ".join(f"z{letter}{token}z" for letter in "abcdefgh")
+    return serialized.text.replace(f"helios-version-{token}", f"zv{token}z").replace(
+        f"helios-instant-{token}", instant
+    )
+
+
+@dataclass(slots=True)
+class _RegistryState:
+    """A tenant's search parameters as this process knows them, at a generation."""
+
+    generation: int
+    registry: SearchParameterRegistry
+    # SearchParameter id -> its url: what a later update or delete unregisters.
+    urls: dict[str, str]
+
+    def after_write(self, resource_id: str, body: Resource | None) -> _RegistryState:
+        """The state once SearchParameter ``resource_id`` is ``body`` (None: deleted).
+
+        As the in-memory backend: a changed or removed url is unregistered, the new
+        body registered (a retired one unregisters its url).
+        """
+        registry = self.registry.copy()
+        urls = dict(self.urls)
+        old_url = urls.pop(resource_id, None)
+        new_url = body.get("url") if body is not None else None
+        if old_url is not None and old_url != new_url:
+            registry.unregister(old_url)
+        if body is not None:
+            registry.register(body)
+            if isinstance(new_url, str):
+                urls[resource_id] = new_url
+        return _RegistryState(self.generation + 1, registry, urls)
+
+
 def _stored(
     resource_type: str,
     resource_id: str,
@@ -311,7 +406,7 @@ def _translate_errors() -> Iterator[None]:
 
 
 class PostgresBackend:
-    """The contract on PostgreSQL: CRUD, versions and history, multi-tenant.
+    """The contract on PostgreSQL: CRUD, versions, history and search, multi-tenant.
 
     Open it with :func:`open_postgres_backend`.
     """
@@ -340,6 +435,7 @@ class PostgresBackend:
         self._schemas: dict[str, str] = {}
         self._tenant_pools: dict[str, Pool] = {}
         self._cursors = CursorCodec()
+        self._registries: dict[str, _RegistryState] = {}
         self._closed = False
 
     @property
@@ -440,9 +536,12 @@ class PostgresBackend:
                 schema = str(await pool.fetchval("SELECT helios.ensure_tenant_schema($1)", tenant))
                 self._schemas[tenant] = schema
             return pool, schema
-        tenant_pool = self._tenant_pools.get(tenant)
+        tenant_pool = self._tenant_pools.pop(tenant, None)
         if tenant_pool is None:
             tenant_pool = await self._open_tenant_database(tenant)
+        else:
+            # Most recently used last: eviction takes the front.
+            self._tenant_pools[tenant] = tenant_pool
         return tenant_pool, None
 
     async def _open_tenant_database(self, tenant: str) -> Pool:
@@ -467,7 +566,25 @@ class PostgresBackend:
                 await admin.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
             pool = await self._create_pool(name, 2)
             self._tenant_pools[tenant] = pool
+            await self._evict_tenant_pools()
             return pool
+
+    async def _evict_tenant_pools(self) -> None:
+        """Close the least recently used idle tenant pools beyond ``_MAX_TENANT_POOLS``.
+
+        Every tenant database holds connections; without a bound, a server with many
+        tenants runs out of connection slots. A pool in use is never closed.
+        """
+        excess = len(self._tenant_pools) - _MAX_TENANT_POOLS
+        for tenant in list(self._tenant_pools):
+            if excess <= 0:
+                break
+            pool = self._tenant_pools[tenant]
+            if pool.busy:
+                continue
+            del self._tenant_pools[tenant]
+            excess -= 1
+            await pool.close()
 
     def tenant_location(self, context: TenantContext) -> str:
         """Where ``context``'s rows live: a schema, a database, or the shared tables."""
@@ -492,6 +609,32 @@ class PostgresBackend:
 
     # -- writes -------------------------------------------------------------------------
 
+    async def _registry_state(self, context: TenantContext) -> _RegistryState:
+        """The tenant's registry, loaded from its live SearchParameters on first use."""
+        tenant = context.tenant.value
+        state = self._registries.get(tenant)
+        if state is not None:
+            return state
+        rows = await self._fetch(
+            context, "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)"
+        )
+        registry = SearchParameterRegistry()
+        urls: dict[str, str] = {}
+        for _, resource_id, text in rows:
+            if resource_id is None:
+                continue
+            body = json.loads(text)
+            try:
+                registry.register(body)
+            except InvalidResource:
+                # Valid when written; it may clash with a parameter registered since.
+                continue
+            if isinstance(body.get("url"), str):
+                urls[resource_id] = body["url"]
+        state = _RegistryState(int(rows[0][0]), registry, urls)
+        self._registries[tenant] = state
+        return state
+
     async def _write(
         self,
         context: TenantContext,
@@ -501,26 +644,74 @@ class PostgresBackend:
         body: Resource | None,
         expected_version: str | None,
     ) -> tuple[str, int | None, datetime | None]:
-        serialized = None if body is None else _serialize(body, resource_id)
+        """Write one version and its index rows in one statement.
+
+        The index rows are computed here with the tenant's registry at a generation
+        the function checks; if another process changed the registry meanwhile the
+        function writes nothing, and the registry is reloaded and the write retried.
+        """
+        tenant = context.tenant.value
         permissions = context.permissions
-        row = await self._fetchrow(
-            context,
-            "SELECT o_outcome, o_version_id, o_last_updated"
-            " FROM helios.write_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            mode,
-            resource_type,
-            resource_id,
-            expected_version,
-            permissions.allows(Operation.CREATE, resource_type),
-            permissions.allows(Operation.UPDATE, resource_type),
-            None if serialized is None else serialized.text,
-            None if serialized is None else serialized.token,
-            serialized is not None and serialized.jsonb_ok,
+        for _ in range(_REGISTRY_RETRIES):
+            state = await self._registry_state(context)
+            after = state
+            refusal: InvalidResource | None = None
+            if resource_type == "SearchParameter":
+                try:
+                    if body is not None:
+                        validate_search_parameter(body, state.registry)
+                    after = state.after_write(resource_id, body)
+                except InvalidResource as exc:
+                    refusal = exc
+            serialized = None if body is None else _serialize(body, resource_id)
+            arrays = IndexArrays()
+            last_updated_param = None
+            if serialized is not None and refusal is None:
+                rows = index_resource(parse_resource_json(_index_text(serialized)), after.registry)
+                arrays.add(rows, skip="_lastUpdated")
+                if after.registry.get(resource_type, "_lastUpdated") is not None:
+                    last_updated_param = "_lastUpdated"
+            row = await self._fetchrow(
+                context,
+                "SELECT o_outcome, o_version_id, o_last_updated, o_generation"
+                " FROM helios.write_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,"
+                " $27, $28, $29, $30, $31, $32, $33, $34)",
+                mode,
+                resource_type,
+                resource_id,
+                expected_version,
+                permissions.allows(Operation.CREATE, resource_type),
+                permissions.allows(Operation.UPDATE, resource_type),
+                None if serialized is None else serialized.text,
+                None if serialized is None else serialized.token,
+                serialized is not None and serialized.jsonb_ok,
+                state.generation,
+                refusal is not None,
+                last_updated_param,
+                *arrays.columns(),
+            )
+            outcome, version_id, last_updated, generation = row[0], row[1], row[2], row[3]
+            if outcome == "stale_registry":
+                self._registries.pop(tenant, None)
+                continue
+            if outcome == "refused":
+                assert refusal is not None
+                raise refusal
+            if resource_type == "SearchParameter" and outcome in ("created", "updated"):
+                if generation == state.generation + 1 and self._registries.get(tenant) is state:
+                    self._registries[tenant] = after
+                else:
+                    self._registries.pop(tenant, None)
+            elif generation != state.generation:
+                self._registries.pop(tenant, None)
+            if body is not None and outcome in ("created", "updated"):
+                stamp(body, resource_id, str(version_id), last_updated)
+            return outcome, version_id, last_updated
+        raise BackendFailure(
+            f"the search parameters of tenant {tenant!r} kept changing while writing "
+            f"{resource_type}/{resource_id}; try again"
         )
-        outcome, version_id, last_updated = row[0], row[1], row[2]
-        if body is not None and outcome in ("created", "updated"):
-            stamp(body, resource_id, str(version_id), last_updated)
-        return outcome, version_id, last_updated
 
     @staticmethod
     def _written(
@@ -563,6 +754,9 @@ class PostgresBackend:
         )
         # Whether this is a create or an update (and so which permission applies)
         # depends on the stored state: the function decides, and refuses, in one go.
+        # The tenancy model (the system tenant's types, a derived context's reach)
+        # does not depend on it, so it is checked first.
+        context.require_scope(resource_type, writing=True)
         outcome, version_id, last_updated = await self._write(
             context, "upsert", resource_type, resource_id, body, None
         )
@@ -804,6 +998,111 @@ class PostgresBackend:
         context.require(Operation.HISTORY)
         window = history_window(since, before, count)
         return await self._history(context, "", window, cursor, None, None)
+
+    # -- search -------------------------------------------------------------------------
+
+    async def search(
+        self,
+        context: TenantContext,
+        resource_type: str,
+        parameters: QueryParameters,
+        *,
+        strict: bool = True,
+        cursor: str | None = None,
+    ) -> SearchResult:
+        """Search live resources of one type: one statement (see ``_search.py``).
+
+        As the in-memory backend: matches in ascending id order (code-point order),
+        ``_count`` (default ``DEFAULT_PAGE_SIZE``) limits the page, ``_summary=count``
+        returns only the total, ``_total=accurate``/``estimate`` the exact number.
+        """
+        context.require(Operation.SEARCH, resource_type)
+        check_resource_type(resource_type)
+        tenant = context.tenant.value
+        for _ in range(_REGISTRY_RETRIES):
+            state = await self._registry_state(context)
+            query = parse_query(resource_type, parameters, registry=state.registry, strict=strict)
+            refuse_unsupported(query, cursor)
+            built = build_search(tenant, query, state.registry)
+            rows = await self._fetch(
+                context,
+                "SELECT o_stale, o_total, o_id, o_version_id, o_last_updated, o_text"
+                " FROM helios.search($1, $2, $3, $4, $5, $6, $7)",
+                state.generation,
+                built.sql,
+                built.texts,
+                built.numbers,
+                built.instants,
+            )
+            if rows and rows[0][0]:
+                self._registries.pop(tenant, None)
+                continue
+            total = None
+            if query.summary is SummaryMode.COUNT or query.total in (
+                TotalMode.ACCURATE,
+                TotalMode.ESTIMATE,
+            ):
+                total = int(rows[0][1]) if rows else 0
+            if query.summary is SummaryMode.COUNT:
+                return SearchResult(entries=(), total=total, ignored=query.ignored)
+            entries = tuple(
+                _stored(resource_type, row[2], row[3], row[4], False, row[5])
+                for row in rows
+                if row[2] is not None
+            )
+            return SearchResult(entries=entries, total=total, ignored=query.ignored)
+        raise BackendFailure(
+            f"the search parameters of tenant {tenant!r} kept changing during a search; try again"
+        )
+
+    async def reindex(self, context: TenantContext, resource_type: str | None = None) -> int:
+        """Recompute the search index of current versions with the tenant's parameters.
+
+        Run it after registering a custom SearchParameter so resources written before
+        it become searchable by it. Rows go in batches of 500 resources, one statement
+        each; a resource written meanwhile keeps the index its own write gave it.
+        Returns the number of resources reindexed.
+        """
+        context.require(Operation.UPDATE, resource_type)
+        if resource_type is not None:
+            check_resource_type(resource_type)
+        tenant = context.tenant.value
+        for _ in range(_REGISTRY_RETRIES):
+            state = await self._registry_state(context)
+            current = await self._fetch(
+                context,
+                "SELECT o_type, o_id, o_version_id, o_text"
+                " FROM helios.current_resources($1, $2, $3)",
+                resource_type,
+            )
+            done = 0
+            for start in range(0, len(current), _REINDEX_BATCH):
+                batch = current[start : start + _REINDEX_BATCH]
+                arrays = IndexArrays()
+                for owner, record in enumerate(batch, start=1):
+                    rows = index_resource(parse_resource_json(record[3]), state.registry)
+                    arrays.add(rows, owner)
+                count = await self._fetchrow(
+                    context,
+                    "SELECT helios.replace_index($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                    " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25,"
+                    " $26, $27)",
+                    state.generation,
+                    [record[0] for record in batch],
+                    [record[1] for record in batch],
+                    [record[2] for record in batch],
+                    arrays.owner,
+                    *arrays.columns(),
+                )
+                if count[0] < 0:
+                    break
+                done += int(count[0])
+            else:
+                return done
+            self._registries.pop(tenant, None)
+        raise BackendFailure(
+            f"the search parameters of tenant {tenant!r} kept changing during reindex; try again"
+        )
 
 
 # -- opening ------------------------------------------------------------------------------

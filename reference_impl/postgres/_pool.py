@@ -32,6 +32,11 @@ class Pool:
         self._size = 0
         self._closed = False
 
+    @property
+    def busy(self) -> bool:
+        """Whether a connection is in use or being made, or a caller is waiting."""
+        return self._size > len(self._idle) or bool(self._waiters)
+
     async def open(self) -> None:
         """Make the first connection, so a bad DSN or role fails at open, not at first use."""
         self._size += 1

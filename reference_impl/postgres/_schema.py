@@ -14,6 +14,23 @@ Everything lives in the schema ``helios``:
     One row per tenant: the last ``lastUpdated`` it handed out, so instants never repeat
     or go backwards, whichever connection or process writes and however the server
     clock steps.
+``search_index`` (version 2)
+    One row per :class:`~helios_conformance.search.IndexRow` of every live resource,
+    with a typed column per IndexRow field (decimals as exact ``numeric``, date ranges
+    as ``timestamptz`` with ``NULL`` for an open end, text ``COLLATE "C"`` so that
+    comparisons are code-point order, as in the reference evaluator), plus
+    ``code_folded`` (for ``:code-text``) and ``tsv``, the full-text document of
+    ``_text``/``_content`` and token display rows, built from the reference
+    tokenizer's stemmed tokens (see ``_search.py``). Rewritten once per write, in the
+    write's own statement. Partial btree indexes lead with ``(tenant, resource_type,
+    param)`` for every value column (text columns through ``left(col, 128)`` so that
+    a long value never exceeds the btree row limit); ``tsv`` has a GIN index.
+``search_registry`` (version 2)
+    One row per tenant: ``generation``, bumped by every write of a SearchParameter.
+    The tenant's custom parameters are its live SearchParameter resources; a process
+    caches the registry with its generation, and every write and search states the
+    generation it used, so a registry changed by another process is noticed and
+    reloaded instead of indexing or searching with stale definitions.
 
 Every table has row-level security, *forced* (it binds the table owner too): a row is
 visible and writable only when its ``tenant`` equals ``current_setting('helios.tenant')``,
@@ -39,7 +56,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ROLE = "helios_app"
 """The role the application runs as: no ownership, no superuser, no BYPASSRLS."""
 
@@ -356,6 +373,405 @@ END
 $fn$
 """
 
+
+# -- version 2: search -------------------------------------------------------------------
+
+# The search tables of one schema (``helios`` or a tenant's); called by migration 2 for
+# the schemas that exist and by ensure_tenant_schema for new ones.
+_CREATE_SEARCH_STORAGE = r"""
+CREATE FUNCTION helios.create_search_storage(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_table text;
+    v_column text;
+BEGIN
+    EXECUTE format($ddl$
+        CREATE TABLE %1$I.search_index (
+            tenant           text        NOT NULL,
+            resource_type    text        NOT NULL,
+            resource_id      text        NOT NULL,
+            param            text        COLLATE "C" NOT NULL,
+            type             text        NOT NULL,
+            grp              integer     NOT NULL,
+            component        integer,
+            text             text        COLLATE "C",
+            exact            text        COLLATE "C",
+            system           text        COLLATE "C",
+            code             text        COLLATE "C",
+            code_folded      text        COLLATE "C",
+            type_system      text        COLLATE "C",
+            type_code        text        COLLATE "C",
+            number           numeric,
+            canonical_number numeric,
+            canonical_unit   text        COLLATE "C",
+            date_low         timestamptz,
+            date_high        timestamptz,
+            ref_type         text        COLLATE "C",
+            ref_id           text        COLLATE "C",
+            ref_version      text        COLLATE "C",
+            tsv              tsvector
+        )$ddl$, p_schema);
+    -- The rewrite of one resource's rows, :missing and :not (per resource and param).
+    EXECUTE format('CREATE INDEX search_index_resource ON %I.search_index'
+                   ' (tenant, resource_type, resource_id, param)', p_schema);
+    -- One partial btree per value column, led by (tenant, resource_type, param). Text
+    -- is indexed through left(col, 128): a btree entry must stay under ~2.7 kB, and a
+    -- 128-character prefix settles equality and starts-with as a range (the full value
+    -- is then compared on the row).
+    FOREACH v_column IN ARRAY ARRAY['text', 'exact', 'system', 'code_folded', 'ref_id'] LOOP
+        EXECUTE format('CREATE INDEX %I ON %I.search_index'
+                       ' (tenant, resource_type, param, left(%I, 128)) WHERE %I IS NOT NULL',
+                       'search_index_' || v_column, p_schema, v_column, v_column);
+    END LOOP;
+    EXECUTE format('CREATE INDEX search_index_code ON %I.search_index'
+                   ' (tenant, resource_type, param, left(code, 128), left(system, 128))'
+                   ' WHERE code IS NOT NULL', p_schema);
+    EXECUTE format('CREATE INDEX search_index_type_code ON %I.search_index'
+                   ' (tenant, resource_type, param, left(type_code, 128), left(type_system, 128))'
+                   ' WHERE type_code IS NOT NULL', p_schema);
+    EXECUTE format('CREATE INDEX search_index_number ON %I.search_index'
+                   ' (tenant, resource_type, param, number) WHERE number IS NOT NULL', p_schema);
+    EXECUTE format('CREATE INDEX search_index_canonical ON %I.search_index'
+                   ' (tenant, resource_type, param, canonical_unit, canonical_number)'
+                   ' WHERE canonical_number IS NOT NULL', p_schema);
+    -- Date conditions always carry this very predicate, so the planner can use these.
+    EXECUTE format('CREATE INDEX search_index_date_low ON %I.search_index'
+                   ' (tenant, resource_type, param, date_low)'
+                   ' WHERE date_low IS NOT NULL OR date_high IS NOT NULL', p_schema);
+    EXECUTE format('CREATE INDEX search_index_date_high ON %I.search_index'
+                   ' (tenant, resource_type, param, date_high)'
+                   ' WHERE date_low IS NOT NULL OR date_high IS NOT NULL', p_schema);
+    EXECUTE format('CREATE INDEX search_index_tsv ON %I.search_index USING gin (tsv)'
+                   ' WHERE tsv IS NOT NULL', p_schema);
+    -- The default search order, ascending id in code-point order, straight from an index.
+    EXECUTE format('CREATE INDEX resources_search_order ON %I.resources'
+                   ' (tenant, resource_type, id COLLATE "C") WHERE NOT deleted', p_schema);
+    EXECUTE format($ddl$
+        CREATE TABLE %1$I.search_registry (
+            tenant     text   PRIMARY KEY,
+            generation bigint NOT NULL
+        )$ddl$, p_schema);
+    FOREACH v_table IN ARRAY ARRAY['search_index', 'search_registry'] LOOP
+        EXECUTE format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY',
+                       p_schema, v_table);
+        EXECUTE format($ddl$
+            CREATE POLICY tenant_rows ON %I.%I
+                USING (tenant = current_setting('helios.tenant', true))
+                WITH CHECK (tenant = current_setting('helios.tenant', true))$ddl$,
+            p_schema, v_table);
+    END LOOP;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'helios_app') THEN
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.search_index TO helios_app',
+                       p_schema);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I.search_registry TO helios_app',
+                       p_schema);
+    END IF;
+END
+$fn$
+"""
+
+_ENSURE_TENANT_SCHEMA_V2 = r"""
+CREATE OR REPLACE FUNCTION helios.ensure_tenant_schema(p_tenant text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, helios AS $fn$
+DECLARE
+    v_schema text := 'tenant_' || substr(md5(p_tenant), 1, 24);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('helios.tenant_schema:' || p_tenant, 0));
+    IF NOT EXISTS (SELECT FROM helios.tenant_schemas WHERE tenant = p_tenant) THEN
+        EXECUTE format('CREATE SCHEMA %I', v_schema);
+        PERFORM helios.create_storage(v_schema);
+        PERFORM helios.create_search_storage(v_schema);
+        INSERT INTO helios.tenant_schemas (tenant, schema_name) VALUES (p_tenant, v_schema);
+    END IF;
+    RETURN v_schema;
+END
+$fn$
+"""
+
+# The version 1 write_version plus the search index: the rows of the new version
+# (computed by the caller, one array per column) replace the old ones in the same
+# statement. p_generation is the registry generation the rows were computed with: if
+# the tenant's registry changed since, nothing is written ('stale_registry') and the
+# caller reloads it and tries again. p_refuse: the caller found the body unusable
+# (an invalid SearchParameter); the outcome is 'refused' where the write would be, so
+# NotFound, Gone and conflicts are still reported first.
+#
+# The new version's lastUpdated and versionId are only known here, so the caller
+# indexed a copy whose meta values were sentinels: the _lastUpdated row is added
+# here, and in the tsvector literals (p_tsv) the sentinel lexemes 'zv<token>z' and
+# 'za<token>z'..'zh<token>z' become the tokens of the version id and of the instant
+# as FHIR writes it (2024-01-02T03:04:05.123456+00:00 -> 2024 01 02t03 04 05 123456
+# 00 00), the very tokens the reference tokenizer makes of them.
+_WRITE_VERSION_V2 = r"""
+CREATE FUNCTION helios.write_version(
+    p_tenant text, p_schema text, p_mode text, p_type text, p_id text, p_expected text,
+    p_may_create boolean, p_may_update boolean,
+    p_text text, p_token text, p_jsonb boolean,
+    p_generation bigint, p_refuse boolean, p_last_updated_param text,
+    p_param text[], p_kind text[], p_grp integer[], p_component integer[],
+    p_itext text[], p_exact text[], p_system text[], p_code text[], p_code_folded text[],
+    p_type_system text[], p_type_code text[], p_number numeric[], p_canonical_number numeric[],
+    p_canonical_unit text[], p_date_low timestamptz[], p_date_high timestamptz[],
+    p_ref_type text[], p_ref_id text[], p_ref_version text[], p_tsv text[],
+    OUT o_outcome text, OUT o_version_id bigint, OUT o_last_updated timestamptz,
+    OUT o_generation bigint)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_found   boolean := false;
+    v_version bigint;
+    v_deleted boolean;
+    v_absent  boolean;
+    v_text    text;
+    v_instant text[];
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    -- One writer per tenant until commit: version checks cannot race, and a tenant's
+    -- history sequence and lastUpdated follow commit order across all connections.
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant, 0));
+    o_generation := coalesce(
+        (SELECT g.generation FROM search_registry g WHERE g.tenant = p_tenant), 0);
+    IF p_mode <> 'delete' AND p_generation IS DISTINCT FROM o_generation THEN
+        o_outcome := 'stale_registry'; RETURN;
+    END IF;
+    IF p_mode <> 'create' THEN
+        SELECT r.version_id, r.deleted INTO v_version, v_deleted
+          FROM resources r
+         WHERE r.tenant = p_tenant AND r.resource_type = p_type AND r.id = p_id;
+        v_found := FOUND;
+    END IF;
+    v_absent := NOT v_found OR v_deleted;
+    o_version_id := v_version;
+    IF p_mode = 'update' THEN
+        IF NOT v_found THEN
+            o_outcome := 'not_found'; RETURN;
+        ELSIF v_deleted THEN
+            o_outcome := 'gone'; RETURN;
+        ELSIF p_expected IS NOT NULL AND p_expected <> v_version::text THEN
+            o_outcome := 'conflict'; RETURN;
+        END IF;
+    ELSIF p_mode = 'upsert' THEN
+        IF v_absent AND NOT p_may_create THEN
+            o_outcome := 'denied_create'; RETURN;
+        ELSIF NOT v_absent AND NOT p_may_update THEN
+            o_outcome := 'denied_update'; RETURN;
+        END IF;
+    ELSIF p_mode = 'delete' THEN
+        IF v_absent THEN
+            o_outcome := CASE WHEN p_expected IS NULL THEN 'unchanged' ELSE 'conflict_absent' END;
+            RETURN;
+        ELSIF p_expected IS NOT NULL AND p_expected <> v_version::text THEN
+            o_outcome := 'conflict'; RETURN;
+        END IF;
+    END IF;
+    IF p_refuse THEN
+        o_outcome := 'refused'; RETURN;
+    END IF;
+    o_version_id := coalesce(v_version, 0) + 1;
+    INSERT INTO tenant_clocks AS c (tenant, last_updated)
+    VALUES (p_tenant, clock_timestamp())
+    ON CONFLICT (tenant) DO UPDATE
+       SET last_updated = greatest(clock_timestamp(), c.last_updated + interval '1 microsecond')
+    RETURNING c.last_updated INTO o_last_updated;
+    IF p_mode <> 'delete' THEN
+        v_text := replace(
+            replace(p_text, 'helios-version-' || p_token, o_version_id::text),
+            'helios-instant-' || p_token,
+            to_char(o_last_updated AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'));
+    END IF;
+    INSERT INTO resource_history
+           (tenant, resource_type, id, version_id, last_updated, deleted, resource_text)
+    VALUES (p_tenant, p_type, p_id, o_version_id, o_last_updated, v_text IS NULL, v_text);
+    INSERT INTO resources AS r
+           (tenant, resource_type, id, version_id, last_updated, deleted, resource_text, resource)
+    VALUES (p_tenant, p_type, p_id, o_version_id, o_last_updated, v_text IS NULL, v_text,
+            CASE WHEN p_jsonb THEN v_text::jsonb END)
+    ON CONFLICT (tenant, resource_type, id) DO UPDATE
+       SET version_id = excluded.version_id, last_updated = excluded.last_updated,
+           deleted = excluded.deleted, resource_text = excluded.resource_text,
+           resource = excluded.resource;
+    IF p_mode <> 'create' THEN
+        DELETE FROM search_index i
+         WHERE i.tenant = p_tenant AND i.resource_type = p_type AND i.resource_id = p_id;
+    END IF;
+    IF v_text IS NOT NULL THEN
+        v_instant := string_to_array(
+            to_char(o_last_updated AT TIME ZONE 'UTC', 'YYYY MM DD"t"HH24 MI SS US "00 00"'), ' ');
+        INSERT INTO search_index
+               (tenant, resource_type, resource_id, param, type, grp, component, text, exact,
+                system, code, code_folded, type_system, type_code, number, canonical_number,
+                canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv)
+        SELECT p_tenant, p_type, p_id, u.param, u.kind, u.grp, u.component, u.itext, u.exact,
+               u.system, u.code, u.code_folded, u.type_system, u.type_code, u.number,
+               u.canonical_number, u.canonical_unit, u.date_low, u.date_high, u.ref_type,
+               u.ref_id, u.ref_version,
+               replace(replace(replace(replace(replace(replace(replace(replace(replace(
+                   u.tsv,
+                   'zv' || p_token || 'z', o_version_id::text),
+                   'za' || p_token || 'z', v_instant[1]), 'zb' || p_token || 'z', v_instant[2]),
+                   'zc' || p_token || 'z', v_instant[3]), 'zd' || p_token || 'z', v_instant[4]),
+                   'ze' || p_token || 'z', v_instant[5]), 'zf' || p_token || 'z', v_instant[6]),
+                   'zg' || p_token || 'z', v_instant[7]), 'zh' || p_token || 'z', v_instant[8]
+               )::tsvector
+          FROM unnest(p_param, p_kind, p_grp, p_component, p_itext, p_exact, p_system, p_code,
+                      p_code_folded, p_type_system, p_type_code, p_number, p_canonical_number,
+                      p_canonical_unit, p_date_low, p_date_high, p_ref_type, p_ref_id,
+                      p_ref_version, p_tsv)
+            AS u(param, kind, grp, component, itext, exact, system, code, code_folded,
+                 type_system, type_code, number, canonical_number, canonical_unit, date_low,
+                 date_high, ref_type, ref_id, ref_version, tsv);
+        IF p_last_updated_param IS NOT NULL THEN
+            INSERT INTO search_index
+                   (tenant, resource_type, resource_id, param, type, grp, date_low, date_high)
+            VALUES (p_tenant, p_type, p_id, p_last_updated_param, 'date', 0, o_last_updated,
+                    o_last_updated + interval '1 microsecond');
+        END IF;
+    END IF;
+    IF p_type = 'SearchParameter' THEN
+        INSERT INTO search_registry AS g (tenant, generation) VALUES (p_tenant, 1)
+        ON CONFLICT (tenant) DO UPDATE SET generation = g.generation + 1
+        RETURNING g.generation INTO o_generation;
+    END IF;
+    o_outcome := CASE WHEN v_absent THEN 'created' ELSE 'updated' END;
+END
+$fn$
+"""
+
+# A search: the caller's statement (built by _search.py from the parsed query, every
+# value a parameter: $1 text[], $2 numeric[], $3 timestamptz[]) run after the tenant
+# is set, so row-level security scopes it, in the statement's own transaction. It
+# returns (o_stale, o_total, o_id, o_version_id, o_last_updated, o_text). When the
+# caller's registry generation is out of date, one row with o_stale = true instead.
+# Not SECURITY DEFINER: the statement runs with the caller's own rights.
+_SEARCH = r"""
+CREATE FUNCTION helios.search(
+    p_tenant text, p_schema text, p_generation bigint, p_sql text,
+    p_texts text[], p_numbers numeric[], p_instants timestamptz[])
+RETURNS TABLE (o_stale boolean, o_total bigint, o_id text, o_version_id bigint,
+               o_last_updated timestamptz, o_text text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    IF p_generation IS DISTINCT FROM coalesce(
+            (SELECT g.generation FROM search_registry g WHERE g.tenant = p_tenant), 0) THEN
+        RETURN QUERY SELECT true, NULL::bigint, NULL::text, NULL::bigint,
+                            NULL::timestamptz, NULL::text;
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE p_sql USING p_texts, p_numbers, p_instants;
+END
+$fn$
+"""
+
+# The tenant's registry: its generation and its live SearchParameter resources in
+# write order (the order the in-memory backend registered them in).
+_SEARCH_REGISTRY = r"""
+CREATE FUNCTION helios.search_registry(p_tenant text, p_schema text)
+RETURNS TABLE (o_generation bigint, o_id text, o_text text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        SELECT g.generation, r.id, r.resource_text
+          FROM (SELECT coalesce((SELECT s.generation FROM search_registry s
+                                  WHERE s.tenant = p_tenant), 0) AS generation) g
+          LEFT JOIN resources r
+            ON r.tenant = p_tenant AND r.resource_type = 'SearchParameter' AND NOT r.deleted
+         ORDER BY r.last_updated, r.id;
+END
+$fn$
+"""
+
+# Reindex, step 1: the current versions to index (of one type, or all).
+_CURRENT_RESOURCES = r"""
+CREATE FUNCTION helios.current_resources(p_tenant text, p_schema text, p_type text)
+RETURNS TABLE (o_type text, o_id text, o_version_id bigint, o_text text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        SELECT r.resource_type, r.id, r.version_id, r.resource_text
+          FROM resources r
+         WHERE r.tenant = p_tenant AND NOT r.deleted
+           AND (p_type IS NULL OR r.resource_type = p_type)
+         ORDER BY r.resource_type, r.id;
+END
+$fn$
+"""
+
+# Reindex, step 2: replace the rows of a batch of resources (p_owner: the position in
+# p_types/p_ids/p_versions each index row belongs to). A resource written since step
+# 1 (its version moved on) is left alone: its own write indexed it. Returns how many
+# resources were reindexed, or -1 when the registry generation changed meanwhile.
+_REPLACE_INDEX = r"""
+CREATE FUNCTION helios.replace_index(
+    p_tenant text, p_schema text, p_generation bigint,
+    p_types text[], p_ids text[], p_versions bigint[], p_owner integer[],
+    p_param text[], p_kind text[], p_grp integer[], p_component integer[],
+    p_itext text[], p_exact text[], p_system text[], p_code text[], p_code_folded text[],
+    p_type_system text[], p_type_code text[], p_number numeric[], p_canonical_number numeric[],
+    p_canonical_unit text[], p_date_low timestamptz[], p_date_high timestamptz[],
+    p_ref_type text[], p_ref_id text[], p_ref_version text[], p_tsv text[])
+RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_keep integer[];
+    v_done integer;
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant, 0));
+    IF p_generation IS DISTINCT FROM coalesce(
+            (SELECT g.generation FROM search_registry g WHERE g.tenant = p_tenant), 0) THEN
+        RETURN -1;
+    END IF;
+    SELECT coalesce(array_agg(t.position), '{}') INTO v_keep
+      FROM unnest(p_types, p_ids, p_versions) WITH ORDINALITY
+           AS t(resource_type, id, version_id, position)
+      JOIN resources r
+        ON r.tenant = p_tenant AND r.resource_type = t.resource_type AND r.id = t.id
+       AND r.version_id = t.version_id AND NOT r.deleted;
+    v_done := cardinality(v_keep);
+    DELETE FROM search_index i
+     USING unnest(p_types, p_ids) WITH ORDINALITY AS k(resource_type, id, position)
+     WHERE k.position = ANY(v_keep)
+       AND i.tenant = p_tenant AND i.resource_type = k.resource_type AND i.resource_id = k.id;
+    INSERT INTO search_index
+           (tenant, resource_type, resource_id, param, type, grp, component, text, exact,
+            system, code, code_folded, type_system, type_code, number, canonical_number,
+            canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv)
+    SELECT p_tenant, k.resource_type, k.id, u.param, u.kind, u.grp, u.component, u.itext,
+           u.exact, u.system, u.code, u.code_folded, u.type_system, u.type_code, u.number,
+           u.canonical_number, u.canonical_unit, u.date_low, u.date_high, u.ref_type,
+           u.ref_id, u.ref_version, u.tsv::tsvector
+      FROM unnest(p_owner, p_param, p_kind, p_grp, p_component, p_itext, p_exact, p_system,
+                  p_code, p_code_folded, p_type_system, p_type_code, p_number,
+                  p_canonical_number, p_canonical_unit, p_date_low, p_date_high, p_ref_type,
+                  p_ref_id, p_ref_version, p_tsv)
+        AS u(owner, param, kind, grp, component, itext, exact, system, code, code_folded,
+             type_system, type_code, number, canonical_number, canonical_unit, date_low,
+             date_high, ref_type, ref_id, ref_version, tsv)
+      JOIN unnest(p_types, p_ids) WITH ORDINALITY AS k(resource_type, id, position)
+        ON k.position = u.owner
+     WHERE u.owner = ANY(v_keep);
+    RETURN v_done;
+END
+$fn$
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -375,6 +791,21 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _COUNT_LIVE,
         _HISTORY,
         "REVOKE ALL ON FUNCTION helios.create_storage(text) FROM PUBLIC",
+    ),
+    (
+        _CREATE_SEARCH_STORAGE,
+        "SELECT helios.create_search_storage('helios')",
+        # A later migration that changes tables applies to every tenant schema too.
+        "SELECT helios.create_search_storage(schema_name) FROM helios.tenant_schemas",
+        _ENSURE_TENANT_SCHEMA_V2,
+        "DROP FUNCTION helios.write_version(text, text, text, text, text, text, boolean,"
+        " boolean, text, text, boolean)",
+        _WRITE_VERSION_V2,
+        _SEARCH,
+        _SEARCH_REGISTRY,
+        _CURRENT_RESOURCES,
+        _REPLACE_INDEX,
+        "REVOKE ALL ON FUNCTION helios.create_search_storage(text) FROM PUBLIC",
     ),
 )
 

@@ -1,6 +1,6 @@
 """The SQLite schema, created once and versioned with ``PRAGMA user_version``.
 
-Two tables:
+Tables (migration 1):
 
 ``resources``
     The current version of every resource, keyed by ``(tenant, resource_type, id)``:
@@ -14,13 +14,49 @@ Two tables:
 the ``_since``/``before`` filters are exact integer comparisons and do not depend on
 how an instant is spelled as text. ``version_id`` is an integer (the API spells it as
 a string). ``resource`` is the serialized JSON, ``NULL`` for a deletion.
+
+Search (migration 2):
+
+``search_index``
+    One row per :class:`~helios_conformance.search.IndexRow` of the *current* version
+    of every live resource, rewritten as a whole on each write (deleted on delete).
+    The typed columns are the IndexRow fields; in addition:
+
+    - ``number``/``canonical_number`` are REAL (indexable, range scans) and
+      ``number_text``/``canonical_text`` the exact decimal as text. Decimal -> double
+      rounding is monotonic, so a comparison on the REAL column is exact except when
+      the stored value and the bound round to the same double; those ties are settled
+      exactly by ``helios_decimal_cmp(number_text, bound)`` (a function the backend
+      registers on its connection), so ``100.0000000000000001 > 100`` holds;
+    - ``date_low``/``date_high`` are integer microseconds since the epoch (UTC),
+      ``NULL`` for an open end of a Period;
+    - ``code_folded`` is the folded ``code`` (for ``:code-text``);
+    - ``fts_tokens`` is the row's text as the reference tokenizer
+      (``helios_conformance.search.tokenize``) splits and stems it, space-separated,
+      for the rows full-text search reads (``_text``, ``_content``, token
+      display/text for ``:text-advanced``); ``NULL`` elsewhere.
+
+    Every value column has a partial index leading with ``(tenant, resource_type,
+    param)``, so a lookup is a range scan over one parameter of one type of one tenant
+    and rows without that column cost nothing in that index.
+``search_fts``
+    An FTS5 index over ``search_index.fts_tokens`` (external content, rowid =
+    ``search_index.row_id``). Its tokenizer is ``ascii``: the text it receives is
+    already tokenized and stemmed by the reference tokenizer, so FTS5 only has to
+    split on spaces. FTS5's own ``porter`` tokenizer disagrees with the reference
+    stemmer (``as`` -> ``as`` vs ``a``, ``immunology`` -> ``immunolog`` vs
+    ``immunologi``, tokens over 64 bytes) and would stem the already stemmed query
+    terms a second time (``adverse`` -> ``advers`` -> ``adver``).
+``search_parameters``
+    The custom SearchParameters registered per tenant (the SearchParameter resource
+    as written), in registration order, so a reopened database knows them.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The ``user_version`` of a database this backend has fully migrated."""
 
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Append, never edit:
@@ -70,6 +106,128 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ON resource_history (tenant, last_updated)
         """,
     ),
+    (
+        """
+        CREATE TABLE search_index (
+            row_id           INTEGER PRIMARY KEY,
+            tenant           TEXT    NOT NULL,
+            resource_type    TEXT    NOT NULL,
+            resource_id      TEXT    NOT NULL,
+            param            TEXT    NOT NULL,
+            type             TEXT    NOT NULL,
+            grp              INTEGER NOT NULL,
+            component        INTEGER,
+            text             TEXT,
+            exact            TEXT,
+            system           TEXT,
+            code             TEXT,
+            code_folded      TEXT,
+            type_system      TEXT,
+            type_code        TEXT,
+            number           REAL,
+            number_text      TEXT,
+            canonical_number REAL,
+            canonical_text   TEXT,
+            canonical_unit   TEXT,
+            date_low         INTEGER,
+            date_high        INTEGER,
+            ref_type         TEXT,
+            ref_id           TEXT,
+            ref_version      TEXT,
+            fts_tokens       TEXT
+        )
+        """,
+        # Rewriting a resource's rows, :missing, and composite components of one group.
+        """
+        CREATE INDEX search_index_resource
+            ON search_index (tenant, resource_type, resource_id, param, grp)
+        """,
+        # Presence of a parameter (:missing) without touching the table.
+        """
+        CREATE INDEX search_index_param
+            ON search_index (tenant, resource_type, param, resource_id)
+        """,
+        """
+        CREATE INDEX search_index_code
+            ON search_index (tenant, resource_type, param, code, system, resource_id)
+            WHERE code IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_system
+            ON search_index (tenant, resource_type, param, system, code)
+            WHERE system IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_code_folded
+            ON search_index (tenant, resource_type, param, code_folded)
+            WHERE code_folded IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_text
+            ON search_index (tenant, resource_type, param, text, resource_id)
+            WHERE text IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_exact
+            ON search_index (tenant, resource_type, param, exact, resource_id)
+            WHERE exact IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_number
+            ON search_index (tenant, resource_type, param, number)
+            WHERE number IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_canonical
+            ON search_index (tenant, resource_type, param, canonical_unit, canonical_number)
+            WHERE canonical_number IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_date_low
+            ON search_index (tenant, resource_type, param, date_low, date_high, resource_id)
+            WHERE date_low IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_date_high
+            ON search_index (tenant, resource_type, param, date_high, date_low, resource_id)
+            WHERE date_high IS NOT NULL
+        """,
+        # Periods that end before they start (the data says so; nothing refuses them):
+        # few, so "contained in [low, high)" can bound date_low on both sides for the
+        # rest and look these up here.
+        """
+        CREATE INDEX search_index_date_inverted
+            ON search_index (tenant, resource_type, param, date_low)
+            WHERE date_low > date_high
+        """,
+        """
+        CREATE INDEX search_index_ref_id
+            ON search_index (tenant, resource_type, param, ref_id, ref_type)
+            WHERE ref_id IS NOT NULL
+        """,
+        """
+        CREATE INDEX search_index_type_code
+            ON search_index (tenant, resource_type, param, type_code, type_system)
+            WHERE type_code IS NOT NULL
+        """,
+        """
+        CREATE VIRTUAL TABLE search_fts USING fts5 (
+            fts_tokens,
+            content = 'search_index',
+            content_rowid = 'row_id',
+            tokenize = 'ascii'
+        )
+        """,
+        """
+        CREATE TABLE search_parameters (
+            tenant   TEXT    NOT NULL,
+            url      TEXT    NOT NULL,
+            position INTEGER NOT NULL,
+            resource TEXT    NOT NULL,
+            PRIMARY KEY (tenant, url)
+        )
+        """,
+    ),
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -98,6 +256,9 @@ def configure(connection: sqlite3.Connection, *, file_backed: bool) -> None:
         connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = NORMAL")
     connection.execute("PRAGMA busy_timeout = 5000")
+    # ANALYZE (run by PRAGMA optimize) samples this many rows per index, so keeping
+    # the planner's statistics fresh stays cheap on a large search index.
+    connection.execute("PRAGMA analysis_limit = 400")
 
 
 def schema_version(connection: sqlite3.Connection) -> int:

@@ -108,15 +108,25 @@ def test_strict_and_lenient_handling(run: Any, backend: MemoryBackend) -> None:
     assert lenient.ignored == ("colour",)
 
 
-def test_unsupported_composition_is_refused(run: Any, backend: MemoryBackend) -> None:
-    for pairs, capability in (
-        ([("_sort", "family")], "search.sort.single"),
-        ([("_include", "Patient:organization")], "search.include"),
-        ([("general-practitioner:Practitioner.name", "x")], "search.chain"),
+def test_unsupported_features_are_refused(run: Any, backend: MemoryBackend) -> None:
+    for resource_type, pairs, capability in (
+        ("Observation", [("code:in", "http://example.org/vs")], "search.modifier.in"),
+        ("Account", [("_summary", "true")], "search.summary"),
     ):
+        put(run, backend, A, {"resourceType": "Account", "id": "a", "status": "active"})
         with pytest.raises(Unsupported) as caught:
-            run(backend.search(A, "Patient", pairs))
+            run(backend.search(A, resource_type, pairs))
         assert caught.value.capability == capability
+
+
+def test_composition_is_answered(run: Any, backend: MemoryBackend) -> None:
+    put(run, backend, A, patient("p", "Lee"))
+    for pairs in (
+        [("_sort", "family")],
+        [("_include", "Patient:organization")],
+        [("general-practitioner:Practitioner.name", "x")],
+    ):
+        run(backend.search(A, "Patient", pairs))
 
 
 def test_search_needs_the_search_permission(run: Any, backend: MemoryBackend) -> None:
