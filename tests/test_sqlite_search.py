@@ -118,9 +118,11 @@ def test_declares_storage_and_search() -> None:
     from reference_impl.sqlite import SQLITE_CAPABILITIES
 
     assert _STORAGE_CAPABILITIES == MEMORY_CAPABILITIES
-    assert SQLITE_CAPABILITIES.supported == (
+    assert SQLITE_CAPABILITIES.supported >= (
         MEMORY_CAPABILITIES.supported | SQLITE_SEARCH_CAPABILITIES.supported
     )
+    search_ids = {c for c in SQLITE_CAPABILITIES.supported if c.startswith("search.")}
+    assert search_ids == SQLITE_SEARCH_CAPABILITIES.supported
     assert "search.filter" in SQLITE_SEARCH_CAPABILITIES.supported
     assert "search.chain" not in SQLITE_SEARCH_CAPABILITIES.supported
 
@@ -300,6 +302,24 @@ def test_decimals_compare_exactly(run: Any, backend: SQLiteBackend) -> None:
     assert _ids(run, backend, "RiskAssessment", f"probability=gt{10**17}") == ["above"]
     assert _ids(run, backend, "RiskAssessment", f"probability=le{10**17}") == ["exact"]
     assert _ids(run, backend, "RiskAssessment", f"probability=ge{10**17 + 1}") == ["above"]
+
+
+def test_a_period_that_ends_before_it_starts_is_still_found(
+    run: Any, backend: SQLiteBackend
+) -> None:
+    """date=eq2000 finds a Period 2001-06..2000-03 as the evaluator does (its own index path)."""
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "x"},
+        "effectivePeriod": {"start": "2001-06", "end": "2000-03"},
+    }
+    run(backend.create_or_update(A, "Observation", "o1", observation))
+    query = parse_query("Observation", [("date", "eq2000")])
+    assert matches(index_resource(parse_resource_json(json.dumps(observation))), query)
+    assert _ids(run, backend, "Observation", "date=eq2000") == ["o1"]
+    assert _ids(run, backend, "Observation", "date=ne2000") == []
 
 
 def test_a_schema_1_database_is_indexed_when_migrated(run: Any, tmp_path: Path) -> None:

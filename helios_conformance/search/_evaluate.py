@@ -116,8 +116,16 @@ def date_matches(
     moment = now or datetime.now(UTC)
     distance = abs(moment - low)
     widen = max(distance / 10, timedelta(days=1))
-    wide_low, wide_high = low - widen, high + widen
-    return (row_high is None or row_high > wide_low) and (row_low is None or row_low < wide_high)
+    # Widening past the calendar's ends (ap0001, ap9999) leaves that end open.
+    wide_low = low - widen if low - _CALENDAR_START > widen else None
+    wide_high = high + widen if _CALENDAR_END - high > widen else None
+    return (row_high is None or wide_low is None or row_high > wide_low) and (
+        row_low is None or wide_high is None or row_low < wide_high
+    )
+
+
+_CALENDAR_START = datetime.min.replace(tzinfo=UTC)
+_CALENDAR_END = datetime.max.replace(tzinfo=UTC)
 
 
 def number_matches(prefix: Prefix, value: Decimal, low: Decimal, high: Decimal, x: Decimal) -> bool:

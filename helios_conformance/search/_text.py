@@ -1,7 +1,10 @@
 """Full-text search for ``_text``, ``_content`` and ``:text-advanced``.
 
-The semantics are those of SQLite FTS5 with ``tokenize = 'porter unicode61
-remove_diacritics 2'``, so a SQLite backend can hand the parsed query to FTS5:
+The query language follows SQLite FTS5; the tokens are this module's own, defined
+below. FTS5's built-in porter tokenizer does *not* agree with them (it keeps "as"
+where the Snowball Porter stemmer gives "a", and a porter table stems pre-stemmed
+terms again), so a SQL backend stores the tokens :func:`tokenize` produces (for FTS5,
+an ``ascii`` tokenizer over the space-joined tokens) and matches terms stemmed here:
 
 - **Tokens**: text is case-folded, diacritics removed, and split into runs of
   letters and digits (everything else separates tokens); each token is reduced with
@@ -12,8 +15,9 @@ remove_diacritics 2'``, so a SQLite backend can hand the parsed query to FTS5:
   consecutive); ``word*`` matches tokens starting with the stemmed word; parentheses
   group. Precedence, as in FTS5: NOT binds tightest, then AND, then OR. A word that
   the tokenizer splits (``heart-attack``) is a phrase.
-- A SQL backend renders the parsed :class:`TextQuery` as an FTS5 MATCH expression
-  (quote every term: ``"heart" AND "fail"*``) rather than passing the raw text.
+- A SQL backend renders the parsed :class:`TextQuery` (terms already stemmed here)
+  as a MATCH expression, quoting every term (``"heart" AND "fail"*``), never the
+  raw user text.
 
 ``_text`` searches the narrative (``text.div`` with tags removed); ``_content``
 searches every string value of the resource, narrative included.
@@ -49,7 +53,7 @@ def _fold(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Fold, split and stem ``text`` the way FTS5's porter/unicode61 tokenizer does."""
+    """Fold, split and stem ``text`` into the tokens every backend indexes and matches."""
     return [stem(token) for token in _TOKEN.findall(_fold(text))]
 
 

@@ -181,3 +181,13 @@ def test_invalid_custom_parameter_is_not_stored(run: Any, backend: MemoryBackend
     with pytest.raises(InvalidResource, match="cannot parse"):
         put(run, backend, A, broken)
     assert not run(backend.exists(A, "SearchParameter", "nickname"))
+
+
+def test_ap_near_the_ends_of_the_calendar_does_not_overflow() -> None:
+    """ap0001 / ap9999 widen past the calendar: that end is open, not an OverflowError."""
+    from helios_conformance.search import index_resource, matches, parse_query
+
+    rows = index_resource({"resourceType": "Patient", "id": "p", "birthDate": "0001-06-01"})
+    assert matches(rows, parse_query("Patient", [("birthdate", "ap0001")]))
+    late = index_resource({"resourceType": "Patient", "id": "q", "birthDate": "9999-06-01"})
+    assert matches(late, parse_query("Patient", [("birthdate", "ap9999")]))
