@@ -564,3 +564,23 @@ def test_same_answers_as_the_memory_backend(
             await memory.close()
 
     runner.run(compare())
+
+
+def test_compartment_restricted_callers_are_refused_not_over_served(run: Any) -> None:
+    """SQLite does not filter by compartment, so such a caller gets Unsupported, never data."""
+    from helios_conformance import TenantPermissions, Unsupported
+
+    backend = _open(run, ":memory:")
+    try:
+        run(backend.create_or_update(A, "Patient", "p1", _patient("One", "p1")))
+        restricted = TenantContext(
+            A.tenant,
+            TenantPermissions.builder().allow_all_operations().in_compartment("Patient/p2").build(),
+        )
+        with pytest.raises(Unsupported) as caught:
+            run(backend.read(restricted, "Patient", "p1"))
+        assert caught.value.capability == "tenancy.compartment"
+        with pytest.raises(Unsupported):
+            run(backend.search(restricted, "Patient", []))
+    finally:
+        run(backend.close())

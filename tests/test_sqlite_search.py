@@ -124,7 +124,7 @@ def test_declares_storage_and_search() -> None:
     search_ids = {c for c in SQLITE_CAPABILITIES.supported if c.startswith("search.")}
     assert search_ids == SQLITE_SEARCH_CAPABILITIES.supported
     assert "search.filter" in SQLITE_SEARCH_CAPABILITIES.supported
-    assert "search.chain" not in SQLITE_SEARCH_CAPABILITIES.supported
+    assert "search.chain" in SQLITE_SEARCH_CAPABILITIES.supported
 
 
 # -- the index tables -------------------------------------------------------------

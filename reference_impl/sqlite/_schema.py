@@ -50,13 +50,23 @@ Search (migration 2):
 ``search_parameters``
     The custom SearchParameters registered per tenant (the SearchParameter resource
     as written), in registration order, so a reopened database knows them.
+
+Bulk Data (migration 3):
+
+``bulk_jobs``
+    Export jobs and bulk submissions per tenant, keyed by ``(tenant, kind, id)``: the
+    engine's status (a column, so the active-job cap can count it), an optimistic
+    ``revision`` and the engine's JSON ``document``.
+``bulk_entries``
+    The per-line journal of a submission, keyed by ``(tenant, submission, seq)``;
+    abort reads it newest first to roll the submission back.
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The ``user_version`` of a database this backend has fully migrated."""
 
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Append, never edit:
@@ -226,6 +236,43 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             resource TEXT    NOT NULL,
             PRIMARY KEY (tenant, url)
         )
+        """,
+    ),
+    (
+        """
+        CREATE TABLE bulk_jobs (
+            tenant   TEXT    NOT NULL,
+            kind     TEXT    NOT NULL,
+            id       TEXT    NOT NULL,
+            status   TEXT    NOT NULL,
+            revision INTEGER NOT NULL,
+            document TEXT    NOT NULL,
+            PRIMARY KEY (tenant, kind, id)
+        ) WITHOUT ROWID
+        """,
+        # The active-job cap counts one tenant's jobs of one kind by status.
+        "CREATE INDEX bulk_jobs_status ON bulk_jobs (tenant, kind, status)",
+        """
+        CREATE TABLE bulk_entries (
+            tenant           TEXT    NOT NULL,
+            submission       TEXT    NOT NULL,
+            seq              INTEGER NOT NULL,
+            manifest_url     TEXT    NOT NULL,
+            source_url       TEXT    NOT NULL,
+            line             INTEGER NOT NULL,
+            outcome          TEXT    NOT NULL,
+            resource_type    TEXT,
+            resource_id      TEXT,
+            previous_version TEXT,
+            version          TEXT,
+            message          TEXT,
+            PRIMARY KEY (tenant, submission, seq)
+        ) WITHOUT ROWID
+        """,
+        # Entry queries by outcome (e.g. the errors of a submission), in sequence order.
+        """
+        CREATE INDEX bulk_entries_outcome
+            ON bulk_entries (tenant, submission, outcome, seq)
         """,
     ),
 )

@@ -28,14 +28,19 @@ A condition that SQL evaluates to ``NULL`` means "no match", as the evaluator's
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
 from helios_conformance import Unsupported
 from helios_conformance.search import (
+    ChainLink,
     CompositeValue,
     DateValue,
     FilterAnd,
@@ -44,6 +49,8 @@ from helios_conformance.search import (
     FilterNot,
     FilterOperator,
     FilterOr,
+    HasClause,
+    IncludeSpec,
     IndexRow,
     MissingValue,
     NumberValue,
@@ -54,6 +61,8 @@ from helios_conformance.search import (
     ReferenceValue,
     SearchQuery,
     SearchValue,
+    SortDirection,
+    SortKey,
     StringValue,
     TextAnd,
     TextNot,
@@ -236,14 +245,29 @@ def fts_expression(query: TextQuery) -> str | None:
     return expression
 
 
-# -- the compiler --------------------------------------------------------------------
+def points_at(alias: str) -> str:
+    """Row ``alias`` of ``search_index`` points at ``ref_type/ref_id`` on this server.
 
-
-def _unsupported_chain(name: str) -> Unsupported:
-    return Unsupported(
-        f"search parameter {name!r}: chained parameters are not supported",
-        capability="search.chain",
+    As ``points_at`` of the harness: a reference row (not a composite component) with
+    a type and an id whose reference is relative (not ``#contained``, no scheme).
+    """
+    return (
+        f"{alias}.type = 'reference' AND {alias}.component IS NULL"
+        f" AND {alias}.ref_type IS NOT NULL AND {alias}.ref_id IS NOT NULL"
+        f" AND ({alias}.exact IS NULL OR (substr({alias}.exact, 1, 1) <> '#'"
+        f" AND instr({alias}.exact, ':') = 0))"
     )
+
+
+def first_written_by(alias: str, bound: str) -> str:
+    """Resource ``alias`` (over ``resources``) was first written at or before ``bound``."""
+    return (
+        f"(SELECT min(h.sequence) FROM resource_history h WHERE h.tenant = {alias}.tenant"
+        f" AND h.resource_type = {alias}.resource_type AND h.id = {alias}.id) <= {bound}"
+    )
+
+
+# -- the compiler --------------------------------------------------------------------
 
 
 class SearchCompiler:
@@ -263,6 +287,27 @@ class SearchCompiler:
         self.params: dict[str, Any] = {"tenant": tenant, "rtype": resource_type}
         self.now = now
         self._aliases = 0
+        # What a test is about: the id column and the (bound) type of the resources
+        # tested. ``r`` at the top; a chain's or _has's inner resources below it.
+        self._subject_id = "r.id"
+        self._subject_type = ":rtype"
+        # The write sequence bounding a cursor's later pages (``None``: no bound).
+        self.snapshot: int | None = None
+        # The sets chains and _has go through, as common table expressions: each
+        # hop names the one before instead of nesting it (SQLite's parser has a
+        # bounded stack), and none is correlated with the row tested.
+        self._sets: list[str] = []
+
+    def _set(self, body: str) -> str:
+        """Name ``body`` (a SELECT of one ``id`` column) as a CTE; return a SELECT of it."""
+        name = f"s{len(self._sets) + 1}"
+        self._sets.append(f"{name}(id) AS ({body})")
+        return f"SELECT id FROM {name}"
+
+    def with_clause(self, *more: str) -> str:
+        """``WITH`` the sets (and ``more``), or nothing."""
+        parts = [*self._sets, *more]
+        return "WITH " + ", ".join(parts) + " " if parts else ""
 
     def bind(self, value: Any) -> str:
         name = f"p{len(self.params)}"
@@ -275,7 +320,7 @@ class SearchCompiler:
 
     def _scope(self, alias: str, code: str) -> str:
         return (
-            f"{alias}.tenant = :tenant AND {alias}.resource_type = :rtype"
+            f"{alias}.tenant = :tenant AND {alias}.resource_type = {self._subject_type}"
             f" AND {alias}.param = {self.bind(code)}"
         )
 
@@ -287,41 +332,203 @@ class SearchCompiler:
             where += " AND " + condition.replace("{a}", alias)
         operator = "NOT IN" if negate else "IN"
         return (
-            f"r.id {operator} (SELECT {alias}.resource_id FROM search_index {alias} WHERE {where})"
+            f"{self._subject_id} {operator}"
+            f" (SELECT {alias}.resource_id FROM search_index {alias} WHERE {where})"
         )
 
     # -- the query ------------------------------------------------------------------
 
+    @contextmanager
+    def _about(self, id_column: str, type_bind: str) -> Iterator[None]:
+        """Compile the tests inside the block about ``id_column`` of type ``type_bind``."""
+        saved = self._subject_id, self._subject_type
+        self._subject_id, self._subject_type = id_column, type_bind
+        try:
+            yield
+        finally:
+            self._subject_id, self._subject_type = saved
+
+    def live(self, alias: str, type_bind: str) -> str:
+        """``alias`` (over ``resources``) is a live resource of the tenant and type,
+        first written at or before the snapshot when there is one."""
+        condition = (
+            f"{alias}.tenant = :tenant AND {alias}.resource_type = {type_bind}"
+            f" AND {alias}.deleted = 0"
+        )
+        if self.snapshot is not None:
+            condition += " AND " + first_written_by(alias, ":snapshot")
+        return condition
+
+    def _chain_set(self, links: Sequence[ChainLink], terminal: Callable[[], str]) -> str:
+        """A SELECT of the ids of ``links[0].target_type`` from which the chain matches.
+
+        Inside out: the live resources of the last type meeting ``terminal``, then per
+        earlier link the live resources with a reference row into the set so far; each
+        hop is one nested semi-join, all in one statement.
+        """
+        last = links[-1].target_type
+        alias = self._alias()
+        last_type = self.bind(last)
+        with self._about(f"{alias}.id", last_type):
+            condition = terminal()
+        sql = self._set(
+            f"SELECT {alias}.id FROM resources {alias}"
+            f" WHERE {self.live(alias, last_type)} AND {condition}"
+        )
+        for index in range(len(links) - 1, 0, -1):
+            link = links[index]
+            owner = self.bind(links[index - 1].target_type)
+            outer, row = self._alias(), self._alias()
+            sql = self._set(
+                f"SELECT {outer}.id FROM resources {outer} WHERE {self.live(outer, owner)}"
+                f" AND {outer}.id IN (SELECT {row}.resource_id FROM search_index {row}"
+                f" WHERE {row}.tenant = :tenant AND {row}.resource_type = {owner}"
+                f" AND {row}.param = {self.bind(link.parameter.code)}"
+                f" AND {points_at(row)} AND {row}.ref_type = {self.bind(link.target_type)}"
+                f" AND {row}.ref_id IN ({sql}))"
+            )
+        return sql
+
+    def _chained(self, links: Sequence[ChainLink], terminal: Callable[[], str]) -> str:
+        """The subject has a ``links[0]`` reference to a resource the chain matches from."""
+        first = links[0]
+        targets = self._chain_set(links, terminal)
+        row = self._alias()
+        return (
+            f"{self._subject_id} IN (SELECT {row}.resource_id FROM search_index {row}"
+            f" WHERE {row}.tenant = :tenant AND {row}.resource_type = {self._subject_type}"
+            f" AND {row}.param = {self.bind(first.parameter.code)} AND {points_at(row)}"
+            f" AND {row}.ref_type = {self.bind(first.target_type)}"
+            f" AND {row}.ref_id IN ({targets}))"
+        )
+
+    def any_test(self, test: ParameterTest) -> str:
+        """One parameter test, chained or not."""
+        if not test.chain:
+            return self.test(test)
+        terminal = replace(test, chain=())
+        return self._chained(test.chain, lambda: self.test(terminal))
+
+    def has(self, clause: HasClause) -> str:
+        """The subject is pointed at by a live ``clause.resource_type`` that matches."""
+        source, row = self._alias(), self._alias()
+        source_type = self.bind(clause.resource_type)
+        with self._about(f"{source}.id", source_type):
+            inner = clause.test
+            condition = self.has(inner) if isinstance(inner, HasClause) else self.any_test(inner)
+        sources = self._set(
+            f"SELECT {source}.id FROM resources {source}"
+            f" WHERE {self.live(source, source_type)} AND {condition}"
+        )
+        return (
+            f"{self._subject_id} IN (SELECT {row}.ref_id FROM search_index {row}"
+            f" WHERE {row}.tenant = :tenant AND {row}.resource_type = {source_type}"
+            f" AND {row}.param = {self.bind(clause.reference.code)} AND {points_at(row)}"
+            f" AND {row}.ref_type = {self._subject_type} AND {row}.resource_id IN ({sources}))"
+        )
+
     def where(self, query: SearchQuery) -> list[str]:
         """The conditions on ``r`` beyond tenant, type and liveness."""
-        if query.has:
-            raise Unsupported(
-                f"search parameter {query.has[0].name!r}: _has is not supported",
-                capability="search.has",
-            )
-        for test in query.tests:
-            if test.chain:
-                raise _unsupported_chain(test.name)
-        clauses = [self.test(test) for test in query.tests]
+        clauses = [self.any_test(test) for test in query.tests]
+        clauses.extend(self.has(clause) for clause in query.has)
         if query.filter is not None:
             clauses.append(self.filter(query.filter))
         return clauses
 
-    def select(self, query: SearchQuery, *, limit: int) -> tuple[str, str]:
-        """The page statement (``LIMIT`` bound as ``:limit``) and the count statement."""
-        conditions = [
-            "r.tenant = :tenant",
-            "r.resource_type = :rtype",
-            "r.deleted = 0",
-            *self.where(query),
-        ]
-        self.params["limit"] = limit
-        where = " AND ".join(conditions)
-        page = (
-            "SELECT r.id, r.version_id, r.last_updated, r.resource FROM resources r"
-            f" WHERE {where} ORDER BY r.id LIMIT :limit"
+    def _sort_value(self, key: SortKey) -> str:
+        """The correlated subquery of one sort key's value for ``r`` (NULL: none).
+
+        Per row type as ``row_sort_value``: string the folded text; token the code,
+        then the system ("" when absent), joined by U+0001 (below every character a
+        FHIR string may hold) so text order is tuple order; date the range start, else
+        its end; number and quantity the number; reference and uri the exact value.
+        Ascending takes the lowest value, descending the highest.
+        """
+        row = self._alias()
+        aggregate = "min" if key.direction is SortDirection.ASCENDING else "max"
+        value = (
+            f"CASE {row}.type WHEN 'string' THEN {row}.text"
+            f" WHEN 'token' THEN {row}.code || char(1) || coalesce({row}.system, '')"
+            f" WHEN 'date' THEN coalesce({row}.date_low, {row}.date_high)"
+            f" WHEN 'number' THEN {row}.number WHEN 'quantity' THEN {row}.number"
+            f" WHEN 'reference' THEN {row}.exact WHEN 'uri' THEN {row}.exact END"
         )
-        count = f"SELECT count(*) FROM resources r WHERE {where}"
+        return (
+            f"(SELECT {aggregate}({value}) FROM search_index {row}"
+            f" WHERE {row}.tenant = r.tenant AND {row}.resource_type = r.resource_type"
+            f" AND {row}.resource_id = r.id AND {row}.param = {self.bind(key.parameter.code)}"
+            f" AND {row}.component IS NULL)"
+        )
+
+    def _after(self, keys: Sequence[SortKey], after: Sequence[Any], after_id: str) -> str:
+        """Keyset: the rows strictly after ``(after, after_id)`` in the sort order.
+
+        Lexicographic over ``(k IS NULL, k)`` per key (NULLs last both ways), then id:
+        ``(k1 > a1) OR (k1 = a1 AND ((k2 > a2) OR (k2 = a2 AND ... id > i)))``. One
+        ascending key with a value is the row value comparison ``(k, id) > (a, i)``.
+        """
+        identifier = self.bind(after_id)
+        if len(keys) == 1 and keys[0].direction is SortDirection.ASCENDING and after[0] is not None:
+            return f"((m.k0, m.id) > ({self.bind(after[0])}, {identifier}) OR m.k0 IS NULL)"
+        condition = f"m.id > {identifier}"
+        for position in range(len(keys) - 1, -1, -1):
+            column, value = f"m.k{position}", after[position]
+            if value is None:
+                # Among the NULLs (last): only equal, never after.
+                condition = f"({column} IS NULL AND {condition})"
+                continue
+            bound = self.bind(value)
+            operator = ">" if keys[position].direction is SortDirection.ASCENDING else "<"
+            condition = (
+                f"({column} IS NULL OR {column} {operator} {bound}"
+                f" OR ({column} = {bound} AND {condition}))"
+            )
+        return condition
+
+    def select(
+        self,
+        query: SearchQuery,
+        *,
+        limit: int,
+        offset: int = 0,
+        after: tuple[Sequence[Any], str] | None = None,
+    ) -> tuple[str, str]:
+        """The page statement and the count statement.
+
+        The page selects ``id, version_id, last_updated, resource, k0, k1, ...`` (the
+        sort values, for the next cursor) of the matches in the ``_sort`` order, NULLs
+        last and id ascending as the tie-breaker, strictly after ``after`` (sort
+        values, id) when given, ``offset`` skipped and at most ``limit`` rows.
+        """
+        conditions = [self.live("r", ":rtype"), *self.where(query)]
+        where = " AND ".join(conditions)
+        keys = query.sort
+        values = "".join(f", {self._sort_value(key)} AS k{n}" for n, key in enumerate(keys))
+        order = [
+            f"m.k{n} IS NULL, m.k{n}"
+            + (" DESC" if key.direction is SortDirection.DESCENDING else "")
+            for n, key in enumerate(keys)
+        ]
+        outer = "" if after is None or not keys else " WHERE " + self._after(keys, *after)
+        self.params["limit"] = limit
+        self.params["offset"] = offset
+        page = self.with_clause(
+            "m AS MATERIALIZED (SELECT r.id AS id, r.version_id AS version_id,"
+            f" r.last_updated AS last_updated, r.resource AS resource{values}"
+            f" FROM resources r WHERE {where})"
+        ) + (
+            f"SELECT * FROM m{outer} ORDER BY {', '.join([*order, 'm.id'])}"
+            " LIMIT :limit OFFSET :offset"
+        )
+        if not keys:
+            # No sort: the primary key order, no materialization.
+            page = self.with_clause() + (
+                "SELECT r.id, r.version_id, r.last_updated, r.resource FROM resources r"
+                f" WHERE {where}"
+                + ("" if after is None else f" AND r.id > {self.bind(after[1])}")
+                + " ORDER BY r.id LIMIT :limit OFFSET :offset"
+            )
+        count = self.with_clause() + f"SELECT count(*) FROM resources r WHERE {where}"
         return page, count
 
     # -- parameter tests ---------------------------------------------------------------
@@ -450,7 +657,7 @@ class SearchCompiler:
                 f" AND ({condition}))"
             )
         return (
-            f"r.id IN (SELECT {first}.resource_id FROM search_index {first} WHERE "
+            f"{self._subject_id} IN (SELECT {first}.resource_id FROM search_index {first} WHERE "
             + " AND ".join(f"({w})" for w in where)
             + ")"
         )
@@ -739,10 +946,8 @@ class SearchCompiler:
 
     def _comparison(self, comparison: FilterComparison) -> str:
         if comparison.chain:
-            raise Unsupported(
-                f"_filter: the chained path {comparison.path!r} is not supported",
-                capability="search.chain",
-            )
+            terminal = replace(comparison, chain=())
+            return self._chained(comparison.chain, lambda: self._comparison(terminal))
         code = comparison.parameter.code
         param_type = comparison.parameter.type
         value = comparison.value
@@ -792,3 +997,203 @@ class SearchCompiler:
             f"_filter: the operator {operator.value} does not apply to text",
             capability="search.filter",
         )
+
+
+# -- one search: the page, the total, the includes, in one hop --------------------------
+
+ResourceRow = tuple[str, int, int, str]
+"""``id, version_id, last_updated, resource`` of a live resource."""
+IncludedRow = tuple[str, str, int, int, str]
+"""``resource_type, id, version_id, last_updated, resource`` of an included resource."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """Everything a search runs in the database, compiled on the event loop.
+
+    ``page_sql`` is ``None`` for ``_summary=count``, ``count_sql`` ``None`` when no
+    total is asked for. ``snapshot`` is the cursor's write sequence (``None`` on a
+    first page: the unit then reads the newest sequence, in the same transaction, for
+    the next cursor).
+    """
+
+    tenant: str
+    resource_type: str
+    page_sql: str | None
+    count_sql: str | None
+    parameters: dict[str, Any]
+    page_size: int
+    sort_keys: int
+    snapshot: int | None
+    include: tuple[IncludeSpec, ...] = ()
+    revinclude: tuple[IncludeSpec, ...] = ()
+
+
+@dataclass(slots=True)
+class SearchOutcome:
+    """What :func:`run_search` read: the page (one row more than asked, when there is
+    a next page, is dropped here and reported in ``more``)."""
+
+    rows: list[ResourceRow]
+    keys: list[tuple[Any, ...]]
+    total: int | None
+    snapshot: int
+    more: bool
+    included: list[IncludedRow] = field(default_factory=list)
+
+
+def plan_search(
+    tenant: str,
+    query: SearchQuery,
+    *,
+    summary_only: bool,
+    counted: bool,
+    offset: int = 0,
+    after: tuple[Sequence[Any], str] | None = None,
+    snapshot: int | None = None,
+) -> SearchPlan:
+    """Compile ``query`` into a :class:`SearchPlan` (asks one row more than the page)."""
+    compiler = SearchCompiler(tenant, query.resource_type)
+    compiler.snapshot = snapshot
+    if snapshot is not None:
+        compiler.params["snapshot"] = snapshot
+    page_sql, count_sql = compiler.select(
+        query, limit=query.page_size + 1, offset=offset, after=after
+    )
+    return SearchPlan(
+        tenant=tenant,
+        resource_type=query.resource_type,
+        page_sql=None if summary_only else page_sql,
+        count_sql=count_sql if counted else None,
+        parameters=compiler.params,
+        page_size=query.page_size,
+        sort_keys=len(query.sort),
+        snapshot=snapshot,
+        include=query.include,
+        revinclude=query.revinclude,
+    )
+
+
+def run_search(connection: sqlite3.Connection, plan: SearchPlan) -> SearchOutcome:
+    """Run a plan; call it inside one read transaction (a consistent snapshot)."""
+    snapshot = plan.snapshot
+    if snapshot is None:
+        newest = connection.execute("SELECT max(sequence) FROM resource_history").fetchone()[0]
+        snapshot = int(newest or 0)
+    total = None
+    if plan.count_sql is not None:
+        total = int(connection.execute(plan.count_sql, plan.parameters).fetchone()[0])
+    rows: list[ResourceRow] = []
+    keys: list[tuple[Any, ...]] = []
+    more = False
+    if plan.page_sql is not None:
+        found = connection.execute(plan.page_sql, plan.parameters).fetchall()
+        more = plan.page_size > 0 and len(found) > plan.page_size
+        for row in found[: plan.page_size]:
+            rows.append((row[0], row[1], row[2], row[3]))
+            keys.append(tuple(row[4 : 4 + plan.sort_keys]))
+    outcome = SearchOutcome(rows, keys, total, snapshot, more)
+    if rows and (plan.include or plan.revinclude):
+        matches = [(plan.resource_type, row[0]) for row in rows]
+        outcome.included = _included(connection, plan, matches, plan.snapshot)
+    return outcome
+
+
+def _live_join(alias: str, snapshot: int | None) -> str:
+    condition = f"{alias}.deleted = 0"
+    if snapshot is not None:
+        condition += " AND " + first_written_by(alias, str(int(snapshot)))
+    return condition
+
+
+def _include_level(
+    connection: sqlite3.Connection,
+    plan: SearchPlan,
+    frontier: Sequence[tuple[str, str]],
+    *,
+    first: bool,
+    snapshot: int | None,
+) -> set[tuple[str, str]]:
+    """What the applicable specs add to ``frontier``: one query per spec (and type)."""
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for kind, rid in frontier:
+        by_type[kind].append(rid)
+    added: set[tuple[str, str]] = set()
+    for spec in plan.include:
+        if not (first or spec.iterate) or spec.source_type not in by_type:
+            continue
+        sql = (
+            "SELECT s.ref_type, s.ref_id FROM search_index s JOIN resources t"
+            " ON t.tenant = s.tenant AND t.resource_type = s.ref_type AND t.id = s.ref_id"
+            " WHERE s.tenant = ? AND s.resource_type = ?"
+            " AND s.resource_id IN (SELECT value FROM json_each(?))"
+            f" AND {points_at('s')} AND {_live_join('t', snapshot)}"
+        )
+        arguments: list[Any] = [
+            plan.tenant,
+            spec.source_type,
+            json.dumps(by_type[spec.source_type]),
+        ]
+        if spec.parameter is not None:
+            sql += " AND s.param = ?"
+            arguments.append(spec.parameter.code)
+        if spec.target_type is not None:
+            sql += " AND s.ref_type = ?"
+            arguments.append(spec.target_type)
+        added.update((kind, rid) for kind, rid in connection.execute(sql, arguments))
+    for spec in plan.revinclude:
+        if not (first or spec.iterate):
+            continue
+        for kind, ids in by_type.items():
+            if spec.target_type is not None and kind != spec.target_type:
+                continue
+            sql = (
+                "SELECT s.resource_type, s.resource_id FROM search_index s JOIN resources u"
+                " ON u.tenant = s.tenant AND u.resource_type = s.resource_type"
+                " AND u.id = s.resource_id"
+                " WHERE s.tenant = ? AND s.ref_type = ?"
+                " AND s.ref_id IN (SELECT value FROM json_each(?))"
+                f" AND {points_at('s')} AND {_live_join('u', snapshot)}"
+            )
+            arguments = [plan.tenant, kind, json.dumps(ids)]
+            if spec.source_type != "*":
+                sql += " AND s.resource_type = ?"
+                arguments.append(spec.source_type)
+            if spec.parameter is not None:
+                sql += " AND s.param = ?"
+                arguments.append(spec.parameter.code)
+            added.update((k, rid) for k, rid in connection.execute(sql, arguments))
+    return added
+
+
+def _included(
+    connection: sqlite3.Connection,
+    plan: SearchPlan,
+    matches: Sequence[tuple[str, str]],
+    snapshot: int | None,
+) -> list[IncludedRow]:
+    """``resolve_includes`` in SQL: levels until nothing new; by (type, id); no match."""
+    seen = set(matches)
+    included: set[tuple[str, str]] = set()
+    frontier: list[tuple[str, str]] = list(matches)
+    iterate = any(spec.iterate for spec in (*plan.include, *plan.revinclude))
+    first = True
+    while frontier:
+        added = _include_level(connection, plan, frontier, first=first, snapshot=snapshot)
+        added -= seen
+        seen |= added
+        included |= added
+        first = False
+        frontier = sorted(added) if iterate else []
+    if not included:
+        return []
+    ordered = sorted(included)
+    found = connection.execute(
+        "SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.resource"
+        " FROM json_each(?) j JOIN resources r ON r.tenant = ?"
+        " AND r.resource_type = json_extract(j.value, '$[0]')"
+        " AND r.id = json_extract(j.value, '$[1]')",
+        (json.dumps(ordered), plan.tenant),
+    ).fetchall()
+    by_key = {(row[0], row[1]): row for row in found}
+    return [by_key[key] for key in ordered if key in by_key]

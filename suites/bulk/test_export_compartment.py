@@ -308,7 +308,11 @@ class TestGroupExport:
 
 class TestCompartmentPermission:
     pytestmark = pytest.mark.requires(
-        "bulk.export.patient", "bulk.export.system", "tenancy.permissions", "crud.update_as_create"
+        "bulk.export.patient",
+        "bulk.export.system",
+        "tenancy.permissions",
+        "tenancy.compartment",
+        "crud.update_as_create",
     )
 
     def test_a_compartment_restricted_caller_exports_only_its_compartment(
