@@ -10,3 +10,6 @@ python -m pytest -n 2 tests
 for backend in memory sqlite postgres; do
   python -m pytest -n 2 suites --backend="$backend" --helios-results=".helios/results/$backend.json"
 done
+# The matrix of these runs, side by side (the same renderer as helios-conformance run).
+helios-conformance matrix .helios/results/memory.json .helios/results/sqlite.json \
+  .helios/results/postgres.json --out .helios/matrix
