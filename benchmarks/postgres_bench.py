@@ -22,13 +22,22 @@ floor measured in the same run on the same server:
   for reads (small and large resources), and the one-statement write function vs the
   same unit of work as a client-side transaction of five round trips.
 
-Search latency over 100,000 resources arrives with search (the search issue).
+* **first-page search latency p50/p95** (``--search-resources``, default 20,000;
+  ``--search-resources 100000`` for the issue's figure) for a token
+  (``identifier=system|value``), a string prefix (``family=Family12``) and a date range
+  (``birthdate=ge1950-01-01&birthdate=lt1950-07-01``), each through
+  ``backend.search`` vs the raw asyncpg index lookup returning the same first page
+  (a prepared join of ``search_index`` and ``resources``, no function, no security
+  policy, no EXISTS). The dataset is loaded by a bulk path, not by creates: resources
+  by ``COPY``, their index rows computed with the backend's own indexing code in
+  worker processes and written by ``helios.replace_index`` (what reindex uses).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
@@ -42,7 +51,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from helios_conformance import BackendConfig, TenantContext, format_instant
+from helios_conformance.search import index_resource, parse_resource_json
 from reference_impl.postgres import PostgresBackend, open_postgres_backend
+from reference_impl.postgres._search import IndexArrays
 
 try:
     import asyncpg
@@ -183,6 +194,8 @@ async def run(args: argparse.Namespace) -> list[Figure]:
         figures += await _creates(backend, raw, args)
         figures += await _reads(backend, raw, args)
         figures += await _design_checks(backend, raw, args)
+        if args.search_resources > 0:
+            figures += await _searches(backend, raw, args)
     finally:
         await raw.close()
         await backend.close()
@@ -327,7 +340,7 @@ async def _design_checks(
     async def function_write(n: int) -> object:
         return await raw.fetchrow(
             "SELECT * FROM helios.write_version($1, NULL, 'upsert', 'Patient', $2, NULL, true, true,"
-            " $3, 'tok', true)",
+            " $3, 'tok', true, 0, false, NULL" + ", '{}'" * 22 + ")",
             write_tenant,
             f"f{n % 50}",
             bodies[n],
@@ -382,6 +395,134 @@ async def _design_checks(
     return figures
 
 
+# -- search -------------------------------------------------------------------------------
+
+_SEARCHES: tuple[tuple[str, list[tuple[str, str]], str, tuple[Any, ...]], ...] = (
+    (
+        "token",
+        [("identifier", "urn:oid:1.2.36.146.595.217.0.1|MRN00001234")],
+        "i.code_key = $3 AND i.code = $3 AND i.system = $4",
+        ("identifier", "MRN00001234", "urn:oid:1.2.36.146.595.217.0.1"),
+    ),
+    (
+        "string prefix",
+        [("family", "Family12")],
+        "i.text_key >= $3 AND i.text_key < $4 AND starts_with(i.text, $3)",
+        ("family", "family12", "family13"),
+    ),
+    (
+        "date range",
+        [("birthdate", "ge1950-01-01"), ("birthdate", "lt1950-07-01")],
+        "(i.date_low IS NOT NULL OR i.date_high IS NOT NULL) AND i.date_low >= $3"
+        " AND i.date_high <= $4",
+        ("birthdate", datetime(1950, 1, 1, tzinfo=UTC), datetime(1950, 7, 1, tzinfo=UTC)),
+    ),
+)
+
+
+def _index_chunk(texts: list[str]) -> tuple[list[Any], ...]:
+    """Index rows of a chunk of resources (run in a worker process)."""
+    arrays = IndexArrays()
+    for owner, text in enumerate(texts, start=1):
+        arrays.add(index_resource(parse_resource_json(text)), owner)
+    return (arrays.owner, *arrays.columns())
+
+
+async def _load_search_dataset(raw: Any, tenant: str, count: int) -> None:
+    rows = [_row(tenant, n, _patient(n)) for n in range(count)]
+    columns = ["tenant", "resource_type", "id", "version_id", "last_updated", "deleted"]
+    async with raw.transaction():
+        await raw.copy_records_to_table(
+            "resource_history",
+            schema_name="helios",
+            records=rows,
+            columns=[*columns, "resource_text"],
+        )
+        await raw.copy_records_to_table(
+            "resources",
+            schema_name="helios",
+            records=[(*row, row[-1]) for row in rows],
+            columns=[*columns, "resource_text", "resource"],
+        )
+    chunk = 1000
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ProcessPoolExecutor() as pool:
+        futures = [
+            loop.run_in_executor(pool, _index_chunk, [row[6] for row in rows[i : i + chunk]])
+            for i in range(0, count, chunk)
+        ]
+        for start, future in zip(range(0, count, chunk), futures, strict=True):
+            owner, *index_columns = await future
+            batch = rows[start : start + chunk]
+            await raw.fetchval(
+                "SELECT helios.replace_index($1, NULL, 0, $2, $3, $4, $5"
+                + "".join(f", ${n}" for n in range(6, 28))
+                + ")",
+                tenant,
+                [row[1] for row in batch],
+                [row[2] for row in batch],
+                [row[3] for row in batch],
+                owner,
+                *index_columns,
+            )
+    await raw.execute("ANALYZE helios.resources; ANALYZE helios.search_index")
+
+
+async def _searches(backend: PostgresBackend, raw: Any, args: argparse.Namespace) -> list[Figure]:
+    tenant = TenantContext.of(f"search-{uuid.uuid4().hex[:8]}")
+    started = time.perf_counter()
+    await _load_search_dataset(raw, tenant.tenant.value, args.search_resources)
+    print(
+        f"search dataset: {args.search_resources:,} Patients loaded and indexed in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    figures: list[Figure] = []
+    for label, parameters, condition, values in _SEARCHES:
+        code, *arguments = values
+        floor_sql = (
+            "SELECT r.resource_text FROM helios.resources r WHERE r.tenant = $1"
+            " AND r.resource_type = 'Patient' AND NOT r.deleted AND r.id IN ("
+            " SELECT i.resource_id FROM helios.search_index i WHERE i.tenant = $1"
+            f" AND i.resource_type = 'Patient' AND i.param = $2 AND {condition})"
+            ' ORDER BY r.tenant, r.resource_type, r.id COLLATE "C" LIMIT 50'
+        )
+        statement = await raw.prepare(floor_sql)
+
+        async def through_backend(n: int, parameters: list[tuple[str, str]] = parameters) -> object:
+            result = await backend.search(tenant, "Patient", parameters)
+            return result.entries
+
+        async def floor(
+            n: int, statement: Any = statement, code: str = code, arguments: list[Any] = arguments
+        ) -> object:
+            texts = await statement.fetch(tenant.tenant.value, code, *arguments)
+            return [json.loads(text) for (text,) in texts]
+
+        found = len(await through_backend(0))
+        floor_found = len(await floor(0))
+        assert found == floor_found, f"{label}: backend {found} rows, floor {floor_found}"
+        backend_samples, floor_samples = await _interleaved(args.searches, through_backend, floor)
+        figures.append(
+            Figure(
+                f"search {label} ({found} on page) p50",
+                statistics.median(backend_samples),
+                "µs",
+                statistics.median(floor_samples),
+                "index lookup",
+            )
+        )
+        figures.append(
+            Figure(
+                f"search {label} p95",
+                _percentile(backend_samples, 0.95),
+                "µs",
+                _percentile(floor_samples, 0.95),
+                "index lookup",
+            )
+        )
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument(
@@ -395,6 +536,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--concurrency", type=int, default=8, help="creates in flight (default 8)")
     parser.add_argument("--large", action="store_true", help="10x resources and reads")
+    parser.add_argument(
+        "--search-resources",
+        type=int,
+        default=20000,
+        help="Patients in the search dataset (default 20000; 0 skips search)",
+    )
+    parser.add_argument(
+        "--searches", type=int, default=300, help="timed searches per query (default 300)"
+    )
     args = parser.parse_args(argv)
     if args.large:
         args.resources *= 10

@@ -191,6 +191,8 @@ def test_capabilities_are_memory_plus_tenancy() -> None:
     """Postgres claims the memory backend's storage capabilities plus its tenancy modes,
     and of search only what the memory backend also claims."""
     extra = {
+        "tenancy.isolation",
+        "tenancy.hierarchy",
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
@@ -945,3 +947,22 @@ def test_same_answers_as_the_memory_backend(
             assert got == expected, f"step {step}: {op!r}"
 
     runner.run(compare())
+
+
+def test_compartment_restricted_callers_are_refused_not_over_served(
+    run: Run[Any], open_backend: Any
+) -> None:
+    """Postgres does not filter by compartment, so such a caller gets Unsupported, never data."""
+    from helios_conformance import TenantPermissions, Unsupported
+
+    backend = open_backend()
+    run(backend.create_or_update(A, "Patient", "p1", _patient("One", "p1")))
+    restricted = TenantContext(
+        A.tenant,
+        TenantPermissions.builder().allow_all_operations().in_compartment("Patient/p2").build(),
+    )
+    with pytest.raises(Unsupported) as caught:
+        run(backend.read(restricted, "Patient", "p1"))
+    assert caught.value.capability == "tenancy.compartment"
+    with pytest.raises(Unsupported):
+        run(backend.search(restricted, "Patient", []))

@@ -39,7 +39,7 @@ asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not insta
 T = TypeVar("T")
 Run = Callable[[Awaitable[T]], T]
 
-EXAMPLES = int(os.environ.get("HELIOS_SEARCH_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("HELIOS_SEARCH_EXAMPLES", "400"))
 
 
 # -- fixtures -----------------------------------------------------------------------
@@ -256,6 +256,66 @@ def test_row_level_security_covers_the_index_tables(
         )
     )
     assert [row[0] for row in forced] == ["search_index", "search_registry"]
+
+
+@pytest.mark.parametrize(
+    ("query", "key"),
+    [
+        ("identifier=urn:mrn|m7", "code_key ="),
+        ("family=fam1", "text_key >="),
+        ("birthdate=1901", "::timestamp with time zone"),
+    ],
+)
+def test_row_level_security_leaves_the_indexes_usable(
+    run: Run[Any], backend: PostgresBackend, query: str, key: str
+) -> None:
+    """As the application role (security policy on), value conditions are index conditions.
+
+    Only leakproof operators may reach an index scan under row-level security; the
+    key columns (text prefixes, float8 numbers) exist for that.
+    """
+    a = _tenant()
+    for n in range(40):
+        body = _patient(f"p{n}", f"Fam{n}", birthDate=f"19{n:02d}-01-01")
+        body["identifier"] = [{"system": "urn:mrn", "value": f"m{n}"}]
+        run(backend.create_or_update(a, "Patient", f"p{n}", body))
+    run(_superuser_fetch(backend, "ANALYZE helios.resources, helios.search_index"))
+    state = backend._registries[a.tenant.value]
+    pairs = [tuple(part.split("=", 1)) for part in query.split("&")]
+    built = build_search(a.tenant.value, parse_query("Patient", pairs), state.registry)
+
+    async def plan() -> str:
+        connection = await asyncpg.connect(
+            **backend.connect_kwargs(), server_settings={"search_path": "helios"}
+        )
+        try:
+            if backend.app_role is not None:
+                await connection.execute(f"SET ROLE {APP_ROLE}")
+            async with connection.transaction():
+                await connection.execute(
+                    "SELECT set_config('helios.tenant', $1, true)", a.tenant.value
+                )
+                await connection.execute("SET LOCAL enable_seqscan = off")
+                await connection.execute(
+                    "PREPARE q(text[], numeric[], timestamptz[], float8[]) AS " + built.sql
+                )
+                explain = await connection.fetchval(
+                    "SELECT format('EXPLAIN EXECUTE q(%L, %L, %L, %L)', $1::text[],"
+                    " $2::numeric[], $3::timestamptz[], $4::float8[])",
+                    built.texts,
+                    built.numbers,
+                    built.instants,
+                    built.floats,
+                )
+                rows = await connection.fetch(explain)
+            return "\n".join(row[0] for row in rows)
+        finally:
+            await connection.close()
+
+    text = run(plan())
+    conditions = [line for line in text.splitlines() if "Index Cond" in line]
+    assert any(key in line for line in conditions), text
+    assert _ids(run, backend, a, query)
 
 
 def test_a_long_value_list_is_one_any_array(run: Run[Any], backend: PostgresBackend) -> None:
@@ -698,3 +758,38 @@ def test_same_matches_as_the_memory_backend(
                 event("some match" if expected[0] else "no match")
 
     runner.run(compare())
+
+
+def test_migration_2_reaches_existing_tenant_schemas(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 1 with a tenant schema gets search tables there too."""
+    from reference_impl.postgres import _schema
+
+    name = f"m{uuid.uuid4().hex[:12]}"
+
+    async def scenario() -> list[str]:
+        admin = await asyncpg.connect(dsn=server.dsn)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+            connection = await asyncpg.connect(dsn=server.dsn, database=name)
+            try:
+                monkeypatch.setattr(_schema, "SCHEMA_VERSION", 1)
+                assert await _schema.migrate(connection) == 1
+                schema = await connection.fetchval("SELECT helios.ensure_tenant_schema('old')")
+                monkeypatch.undo()
+                assert await _schema.migrate(connection) == 1
+                new = await connection.fetchval("SELECT helios.ensure_tenant_schema('new')")
+                rows = await connection.fetch(
+                    "SELECT table_schema FROM information_schema.tables"
+                    " WHERE table_name = 'search_index' ORDER BY 1"
+                )
+                assert sorted([schema, new, "helios"]) == [row[0] for row in rows]
+                return [row[0] for row in rows]
+            finally:
+                await connection.close()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+
+    assert len(run(scenario())) == 3

@@ -64,6 +64,7 @@ from helios_conformance import (
     SearchResult,
     StoredResource,
     TenantContext,
+    Unsupported,
     VersionConflict,
     __version__,
     check_id,
@@ -110,6 +111,8 @@ POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
         "history.paging",
         "tenancy.shared_schema",
         "tenancy.permissions",
+        "tenancy.isolation",
+        "tenancy.hierarchy",
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
@@ -596,6 +599,14 @@ class PostgresBackend:
         return "helios"
 
     async def _fetch(self, context: TenantContext, sql: str, *args: Any) -> list[asyncpg.Record]:
+        if context.permissions.compartment is not None:
+            # Every statement passes here: a compartment-restricted caller is refused
+            # before the database is touched, rather than served unfiltered data.
+            raise Unsupported(
+                "the postgres backend does not enforce compartment restrictions "
+                f"({context.permissions.compartment}); refusing rather than over-sharing",
+                capability="tenancy.compartment",
+            )
         tenant = context.tenant.value
         with _translate_errors():
             pool, schema = await self._route(tenant)
@@ -676,7 +687,7 @@ class PostgresBackend:
                 "SELECT o_outcome, o_version_id, o_last_updated, o_generation"
                 " FROM helios.write_version($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
                 " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26,"
-                " $27, $28, $29, $30, $31, $32, $33, $34)",
+                " $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)",
                 mode,
                 resource_type,
                 resource_id,
@@ -1027,12 +1038,13 @@ class PostgresBackend:
             rows = await self._fetch(
                 context,
                 "SELECT o_stale, o_total, o_id, o_version_id, o_last_updated, o_text"
-                " FROM helios.search($1, $2, $3, $4, $5, $6, $7)",
+                " FROM helios.search($1, $2, $3, $4, $5, $6, $7, $8)",
                 state.generation,
                 built.sql,
                 built.texts,
                 built.numbers,
                 built.instants,
+                built.floats,
             )
             if rows and rows[0][0]:
                 self._registries.pop(tenant, None)
@@ -1086,7 +1098,7 @@ class PostgresBackend:
                     context,
                     "SELECT helios.replace_index($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
                     " $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25,"
-                    " $26, $27)",
+                    " $26, $27, $28, $29)",
                     state.generation,
                     [record[0] for record in batch],
                     [record[1] for record in batch],

@@ -23,8 +23,12 @@ Everything lives in the schema ``helios``:
     ``_text``/``_content`` and token display rows, built from the reference
     tokenizer's stemmed tokens (see ``_search.py``). Rewritten once per write, in the
     write's own statement. Partial btree indexes lead with ``(tenant, resource_type,
-    param)`` for every value column (text columns through ``left(col, 128)`` so that
-    a long value never exceeds the btree row limit); ``tsv`` has a GIN index.
+    param)`` for every value column, through key columns: text as a stored
+    128-character prefix (``*_key``: a long value never exceeds the btree row limit,
+    and text comparison is leakproof, so row-level security lets the planner use the
+    index), numbers as ``float8`` (numeric comparison is not leakproof); the exact
+    column rechecks each candidate. ``tsv`` has a GIN index (which row-level security
+    keeps from application queries: ``@@`` is not leakproof).
 ``search_registry`` (version 2)
     One row per tenant: ``generation``, bumped by every write of a SearchParameter.
     The tenant's custom parameters are its live SearchParameter resources; a process
@@ -409,31 +413,47 @@ BEGIN
             ref_type         text        COLLATE "C",
             ref_id           text        COLLATE "C",
             ref_version      text        COLLATE "C",
-            tsv              tsvector
+            tsv              tsvector,
+            -- Index keys. Under row-level security the planner only lets leakproof
+            -- operators into an index scan, and left() and numeric comparisons are
+            -- not leakproof: so text is indexed as stored 128-character prefixes
+            -- (text comparisons are leakproof), numbers as float8 (monotonic and
+            -- leakproof), and the exact column rechecks each candidate row.
+            text_key         text        COLLATE "C" GENERATED ALWAYS AS (left(text, 128)) STORED,
+            exact_key        text        COLLATE "C" GENERATED ALWAYS AS (left(exact, 128)) STORED,
+            system_key       text        COLLATE "C" GENERATED ALWAYS AS (left(system, 128)) STORED,
+            code_key         text        COLLATE "C" GENERATED ALWAYS AS (left(code, 128)) STORED,
+            code_folded_key  text        COLLATE "C"
+                GENERATED ALWAYS AS (left(code_folded, 128)) STORED,
+            type_system_key  text        COLLATE "C"
+                GENERATED ALWAYS AS (left(type_system, 128)) STORED,
+            type_code_key    text        COLLATE "C" GENERATED ALWAYS AS (left(type_code, 128)) STORED,
+            ref_id_key       text        COLLATE "C" GENERATED ALWAYS AS (left(ref_id, 128)) STORED,
+            number_key       float8,
+            canonical_key    float8
         )$ddl$, p_schema);
     -- The rewrite of one resource's rows, :missing and :not (per resource and param).
     EXECUTE format('CREATE INDEX search_index_resource ON %I.search_index'
                    ' (tenant, resource_type, resource_id, param)', p_schema);
-    -- One partial btree per value column, led by (tenant, resource_type, param). Text
-    -- is indexed through left(col, 128): a btree entry must stay under ~2.7 kB, and a
-    -- 128-character prefix settles equality and starts-with as a range (the full value
-    -- is then compared on the row).
+    -- One partial btree per value column, led by (tenant, resource_type, param).
     FOREACH v_column IN ARRAY ARRAY['text', 'exact', 'system', 'code_folded', 'ref_id'] LOOP
         EXECUTE format('CREATE INDEX %I ON %I.search_index'
-                       ' (tenant, resource_type, param, left(%I, 128)) WHERE %I IS NOT NULL',
-                       'search_index_' || v_column, p_schema, v_column, v_column);
+                       ' (tenant, resource_type, param, %I) WHERE %I IS NOT NULL',
+                       'search_index_' || v_column, p_schema, v_column || '_key',
+                       v_column || '_key');
     END LOOP;
     EXECUTE format('CREATE INDEX search_index_code ON %I.search_index'
-                   ' (tenant, resource_type, param, left(code, 128), left(system, 128))'
-                   ' WHERE code IS NOT NULL', p_schema);
+                   ' (tenant, resource_type, param, code_key, system_key)'
+                   ' WHERE code_key IS NOT NULL', p_schema);
     EXECUTE format('CREATE INDEX search_index_type_code ON %I.search_index'
-                   ' (tenant, resource_type, param, left(type_code, 128), left(type_system, 128))'
-                   ' WHERE type_code IS NOT NULL', p_schema);
+                   ' (tenant, resource_type, param, type_code_key, type_system_key)'
+                   ' WHERE type_code_key IS NOT NULL', p_schema);
     EXECUTE format('CREATE INDEX search_index_number ON %I.search_index'
-                   ' (tenant, resource_type, param, number) WHERE number IS NOT NULL', p_schema);
+                   ' (tenant, resource_type, param, number_key) WHERE number_key IS NOT NULL',
+                   p_schema);
     EXECUTE format('CREATE INDEX search_index_canonical ON %I.search_index'
-                   ' (tenant, resource_type, param, canonical_unit, canonical_number)'
-                   ' WHERE canonical_number IS NOT NULL', p_schema);
+                   ' (tenant, resource_type, param, canonical_unit, canonical_key)'
+                   ' WHERE canonical_key IS NOT NULL', p_schema);
     -- Date conditions always carry this very predicate, so the planner can use these.
     EXECUTE format('CREATE INDEX search_index_date_low ON %I.search_index'
                    ' (tenant, resource_type, param, date_low)'
@@ -441,6 +461,9 @@ BEGIN
     EXECUTE format('CREATE INDEX search_index_date_high ON %I.search_index'
                    ' (tenant, resource_type, param, date_high)'
                    ' WHERE date_low IS NOT NULL OR date_high IS NOT NULL', p_schema);
+    -- ts_match_vq is not leakproof either: under row-level security this GIN index
+    -- serves only connections that bypass it (a full-text condition is otherwise a
+    -- filter on the rows the (tenant, resource_type, resource_id, param) index finds).
     EXECUTE format('CREATE INDEX search_index_tsv ON %I.search_index USING gin (tsv)'
                    ' WHERE tsv IS NOT NULL', p_schema);
     -- The default search order, ascending id in code-point order, straight from an index.
@@ -513,6 +536,7 @@ CREATE FUNCTION helios.write_version(
     p_type_system text[], p_type_code text[], p_number numeric[], p_canonical_number numeric[],
     p_canonical_unit text[], p_date_low timestamptz[], p_date_high timestamptz[],
     p_ref_type text[], p_ref_id text[], p_ref_version text[], p_tsv text[],
+    p_number_key float8[], p_canonical_key float8[],
     OUT o_outcome text, OUT o_version_id bigint, OUT o_last_updated timestamptz,
     OUT o_generation bigint)
 LANGUAGE plpgsql AS $fn$
@@ -602,7 +626,8 @@ BEGIN
         INSERT INTO search_index
                (tenant, resource_type, resource_id, param, type, grp, component, text, exact,
                 system, code, code_folded, type_system, type_code, number, canonical_number,
-                canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv)
+                canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv,
+                number_key, canonical_key)
         SELECT p_tenant, p_type, p_id, u.param, u.kind, u.grp, u.component, u.itext, u.exact,
                u.system, u.code, u.code_folded, u.type_system, u.type_code, u.number,
                u.canonical_number, u.canonical_unit, u.date_low, u.date_high, u.ref_type,
@@ -614,14 +639,15 @@ BEGIN
                    'zc' || p_token || 'z', v_instant[3]), 'zd' || p_token || 'z', v_instant[4]),
                    'ze' || p_token || 'z', v_instant[5]), 'zf' || p_token || 'z', v_instant[6]),
                    'zg' || p_token || 'z', v_instant[7]), 'zh' || p_token || 'z', v_instant[8]
-               )::tsvector
+               )::tsvector,
+               u.number_key, u.canonical_key
           FROM unnest(p_param, p_kind, p_grp, p_component, p_itext, p_exact, p_system, p_code,
                       p_code_folded, p_type_system, p_type_code, p_number, p_canonical_number,
                       p_canonical_unit, p_date_low, p_date_high, p_ref_type, p_ref_id,
-                      p_ref_version, p_tsv)
+                      p_ref_version, p_tsv, p_number_key, p_canonical_key)
             AS u(param, kind, grp, component, itext, exact, system, code, code_folded,
                  type_system, type_code, number, canonical_number, canonical_unit, date_low,
-                 date_high, ref_type, ref_id, ref_version, tsv);
+                 date_high, ref_type, ref_id, ref_version, tsv, number_key, canonical_key);
         IF p_last_updated_param IS NOT NULL THEN
             INSERT INTO search_index
                    (tenant, resource_type, resource_id, param, type, grp, date_low, date_high)
@@ -648,7 +674,7 @@ $fn$
 _SEARCH = r"""
 CREATE FUNCTION helios.search(
     p_tenant text, p_schema text, p_generation bigint, p_sql text,
-    p_texts text[], p_numbers numeric[], p_instants timestamptz[])
+    p_texts text[], p_numbers numeric[], p_instants timestamptz[], p_floats float8[])
 RETURNS TABLE (o_stale boolean, o_total bigint, o_id text, o_version_id bigint,
                o_last_updated timestamptz, o_text text)
 LANGUAGE plpgsql STABLE AS $fn$
@@ -663,7 +689,7 @@ BEGIN
                             NULL::timestamptz, NULL::text;
         RETURN;
     END IF;
-    RETURN QUERY EXECUTE p_sql USING p_texts, p_numbers, p_instants;
+    RETURN QUERY EXECUTE p_sql USING p_texts, p_numbers, p_instants, p_floats;
 END
 $fn$
 """
@@ -722,7 +748,8 @@ CREATE FUNCTION helios.replace_index(
     p_itext text[], p_exact text[], p_system text[], p_code text[], p_code_folded text[],
     p_type_system text[], p_type_code text[], p_number numeric[], p_canonical_number numeric[],
     p_canonical_unit text[], p_date_low timestamptz[], p_date_high timestamptz[],
-    p_ref_type text[], p_ref_id text[], p_ref_version text[], p_tsv text[])
+    p_ref_type text[], p_ref_id text[], p_ref_version text[], p_tsv text[],
+    p_number_key float8[], p_canonical_key float8[])
 RETURNS integer
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -752,18 +779,19 @@ BEGIN
     INSERT INTO search_index
            (tenant, resource_type, resource_id, param, type, grp, component, text, exact,
             system, code, code_folded, type_system, type_code, number, canonical_number,
-            canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv)
+            canonical_unit, date_low, date_high, ref_type, ref_id, ref_version, tsv,
+            number_key, canonical_key)
     SELECT p_tenant, k.resource_type, k.id, u.param, u.kind, u.grp, u.component, u.itext,
            u.exact, u.system, u.code, u.code_folded, u.type_system, u.type_code, u.number,
            u.canonical_number, u.canonical_unit, u.date_low, u.date_high, u.ref_type,
-           u.ref_id, u.ref_version, u.tsv::tsvector
+           u.ref_id, u.ref_version, u.tsv::tsvector, u.number_key, u.canonical_key
       FROM unnest(p_owner, p_param, p_kind, p_grp, p_component, p_itext, p_exact, p_system,
                   p_code, p_code_folded, p_type_system, p_type_code, p_number,
                   p_canonical_number, p_canonical_unit, p_date_low, p_date_high, p_ref_type,
-                  p_ref_id, p_ref_version, p_tsv)
+                  p_ref_id, p_ref_version, p_tsv, p_number_key, p_canonical_key)
         AS u(owner, param, kind, grp, component, itext, exact, system, code, code_folded,
              type_system, type_code, number, canonical_number, canonical_unit, date_low,
-             date_high, ref_type, ref_id, ref_version, tsv)
+             date_high, ref_type, ref_id, ref_version, tsv, number_key, canonical_key)
       JOIN unnest(p_types, p_ids) WITH ORDINALITY AS k(resource_type, id, position)
         ON k.position = u.owner
      WHERE u.owner = ANY(v_keep);

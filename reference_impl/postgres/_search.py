@@ -19,12 +19,14 @@ rows (alias ``i``):
   Python with exact decimal arithmetic; dates compare ``timestamptz`` ranges, ``NULL``
   being an open end; ``ap`` is widened in Python from the same clock reading;
 - strings compare ``COLLATE "C"`` columns (code-point order, as Python compares),
-  ``starts with`` as a range on ``left(col, 128)`` (indexed) plus ``starts_with``;
+  ``starts with`` as a range on the indexed 128-character key column plus
+  ``starts_with``; numbers are found through a ``float8`` key (see ``_schema.py``:
+  under row-level security only leakproof operators reach an index);
 - full text (``_text``, ``_content``, ``:text-advanced``): see below;
 - ``_filter`` becomes the same conditions under AND/OR/NOT.
 
 Every value travels as a parameter: ``$1`` text[], ``$2`` numeric[], ``$3``
-timestamptz[] (the function ``helios.search`` runs the statement with ``EXECUTE ...
+timestamptz[], ``$4`` float8[] (the function ``helios.search`` runs the statement with ``EXECUTE ...
 USING`` once the tenant is set); lists are slices (``$1[4:9]``). A value PostgreSQL
 cannot hold (a NUL, a lone surrogate) equals no stored value, which never holds one,
 so its condition is ``FALSE``.
@@ -38,11 +40,14 @@ tokens with their positions, and the query is a tsquery *literal* written by
 :func:`tsquery_literal` from the parsed :class:`TextQuery` (terms already stemmed by
 the parser): a term is ``'~t'``, a prefix ``'~t':*``, a phrase ``'~a' <-> '~b'``, NOT
 ``!``, AND ``&``, OR ``|``. Both are cast with ``::tsvector``/``::tsquery``, which
-parse the literal without any dictionary. Each matches exactly as
-``_text.text_matches`` does, within tsvector's limits: positions above 16,383 are
-clamped (a phrase beyond that position may miss) and a lexeme is at most 2,046 bytes
-(longer tokens are stored and searched as a hash, so they match whole but not by
-prefix).
+parse the literal without any dictionary. Every lexeme
+carries a ``~`` in front (the stemmer turns ``s`` into ``""``, which a tsvector cannot
+hold, and the empty prefix ``s*`` must match every token: ``'~':*`` does). Each
+matches exactly as ``_text.text_matches`` does, within tsvector's limits: a lexeme
+keeps at most 256 positions and positions stop at 16,383, so a *phrase* whose match
+lies beyond either in a long document may be missed (terms, prefixes and boolean
+operators only need presence and are exact); a token over 2,046 bytes is stored and
+searched as a hash (whole-token matches only).
 """
 
 from __future__ import annotations
@@ -93,7 +98,19 @@ from helios_conformance.search import (
 )
 
 PREFIX_CHARS = 128
-"""Text columns are btree-indexed through ``left(col, PREFIX_CHARS)``."""
+"""Text columns are btree-indexed through ``<col>_key``, their first PREFIX_CHARS."""
+
+_KEYED = frozenset(
+    {"text", "exact", "system", "code", "code_folded", "type_system", "type_code", "ref_id"}
+)
+_NUMBER_KEYS = {"number": "number_key", "canonical_number": "canonical_key"}
+
+
+def _key(column: str) -> str | None:
+    """The indexed key column of ``alias.column``, if it has one."""
+    alias, _, name = column.partition(".")
+    return f"{alias}.{name}_key" if name in _KEYED else None
+
 
 _MAX_LEXEME_BYTES = 2046
 _AP_FRACTION = Decimal("0.1")
@@ -173,6 +190,8 @@ class IndexArrays:
     ref_id: list[str | None] = field(default_factory=list)
     ref_version: list[str | None] = field(default_factory=list)
     tsv: list[str | None] = field(default_factory=list)
+    number_key: list[float | None] = field(default_factory=list)
+    canonical_key: list[float | None] = field(default_factory=list)
 
     def add(self, rows: Iterable[IndexRow], owner: int = 0, *, skip: str | None = None) -> None:
         """Append the rows of one resource (``skip``: a parameter code left out)."""
@@ -202,6 +221,11 @@ class IndexArrays:
             self.ref_id.append(row.ref_id)
             self.ref_version.append(row.ref_version)
             self.tsv.append(tsvector_literal(row.text) if full_text and row.text else None)
+            # float() of a Decimal is correctly rounded, hence monotonic: a sound key.
+            self.number_key.append(None if row.number is None else float(row.number))
+            self.canonical_key.append(
+                None if row.canonical_number is None else float(row.canonical_number)
+            )
 
     def columns(self) -> tuple[list[Any], ...]:
         """The arrays in the order the SQL functions take them (without ``owner``)."""
@@ -226,6 +250,8 @@ class IndexArrays:
             self.ref_id,
             self.ref_version,
             self.tsv,
+            self.number_key,
+            self.canonical_key,
         )
 
 
@@ -248,12 +274,13 @@ def _successor(prefix: str) -> str | None:
 
 
 class _Parameters:
-    """The statement's values: ``$1`` text[], ``$2`` numeric[], ``$3`` timestamptz[]."""
+    """The statement's values: $1 text[], $2 numeric[], $3 timestamptz[], $4 float8[]."""
 
     def __init__(self) -> None:
         self.texts: list[str] = []
         self.numbers: list[Decimal] = []
         self.instants: list[datetime] = []
+        self.floats: list[float] = []
 
     @staticmethod
     def _check(value: str) -> str:
@@ -290,6 +317,10 @@ class _Parameters:
         self.instants.append(value)
         return f"$3[{len(self.instants)}]"
 
+    def float(self, value: Decimal) -> str:
+        self.floats.append(float(value))
+        return f"$4[{len(self.floats)}]"
+
 
 _DATE_ROWS = "({a}.date_low IS NOT NULL OR {a}.date_high IS NOT NULL)"
 
@@ -302,6 +333,7 @@ class BuiltSearch:
     texts: list[str]
     numbers: list[Decimal]
     instants: list[datetime]
+    floats: list[float]
 
 
 def refuse_unsupported(query: SearchQuery, cursor: str | None) -> None:
@@ -366,20 +398,25 @@ class _Builder:
     # -- column helpers ----------------------------------------------------------------
 
     def eq(self, column: str, value: str | None) -> str:
-        """``column = value`` through the left(...) index; ``IS NULL`` for None."""
+        """``column = value`` through its key column's index; ``IS NULL`` for None."""
         if value is None:
             return f"{column} IS NULL"
         full = self.p.text(value)
-        short = self.p.text(value[:PREFIX_CHARS])
-        return f"(left({column}, {PREFIX_CHARS}) = {short} AND {column} = {full})"
+        key = _key(column)
+        if key is None:
+            return f"{column} = {full}"
+        return f"({key} = {self.p.text(value[:PREFIX_CHARS])} AND {column} = {full})"
 
     def eq_any(self, column: str, values: Sequence[str]) -> str:
         unique = sorted(set(values))
         if len(unique) == 1:
             return self.eq(column, unique[0])
         full = self.p.texts_list(unique)
+        key = _key(column)
+        if key is None:
+            return f"{column} = ANY({full})"
         short = self.p.texts_list(sorted({value[:PREFIX_CHARS] for value in unique}))
-        return f"(left({column}, {PREFIX_CHARS}) = ANY({short}) AND {column} = ANY({full}))"
+        return f"({key} = ANY({short}) AND {column} = ANY({full}))"
 
     def starts(self, column: str, prefix: str) -> str:
         """``column`` starts with ``prefix``: a range on the indexed left(...) first."""
@@ -387,7 +424,9 @@ class _Builder:
         if not prefix:
             return f"{column} IS NOT NULL"
         short = prefix[:PREFIX_CHARS]
-        head = f"left({column}, {PREFIX_CHARS})"
+        head = _key(column)
+        if head is None:
+            return f"starts_with({column}, {full})"
         successor = _successor(short)
         bound = f" AND {head} < {self.p.text(successor)}" if successor is not None else ""
         return f"({head} >= {self.p.text(short)}{bound} AND starts_with({column}, {full}))"
@@ -508,6 +547,38 @@ class _Builder:
     def _compare_number(
         self, column: str, prefix: Prefix, value: Decimal, low: Decimal, high: Decimal
     ) -> str:
+        exact = self._exact_number(column, prefix, value, low, high)
+        # The float8 key narrows through the index (float() is monotonic, so the
+        # inclusive float bounds keep every exact match); the numeric column decides.
+        alias, _, name = column.partition(".")
+        key = f"{alias}.{_NUMBER_KEYS[name]}"
+        if prefix is Prefix.EQ:
+            bounds = f"{key} >= {self.p.float(low)} AND {key} <= {self.p.float(high)}"
+        elif prefix in (Prefix.GT, Prefix.SA, Prefix.GE):
+            bounds = f"{key} >= {self.p.float(value)}"
+        elif prefix in (Prefix.LT, Prefix.EB, Prefix.LE):
+            bounds = f"{key} <= {self.p.float(value)}"
+        elif prefix is Prefix.AP:
+            near_low, near_high = self._near(value)
+            bounds = (
+                f"{key} >= {self.p.float(min(near_low, low))}"
+                f" AND {key} <= {self.p.float(max(near_high, high))}"
+            )
+        else:
+            return exact
+        return f"({bounds} AND {exact})"
+
+    @staticmethod
+    def _near(value: Decimal) -> tuple[Decimal, Decimal]:
+        # ap: |x - v| <= |v| * 10%, with exact bounds.
+        with localcontext() as context:
+            context.prec = 1000
+            width = abs(value) * _AP_FRACTION
+            return value - width, value + width
+
+    def _exact_number(
+        self, column: str, prefix: Prefix, value: Decimal, low: Decimal, high: Decimal
+    ) -> str:
         if prefix is Prefix.EQ:
             return f"({column} >= {self.p.number(low)} AND {column} < {self.p.number(high)})"
         if prefix is Prefix.NE:
@@ -520,11 +591,7 @@ class _Builder:
             return f"{column} >= {self.p.number(value)}"
         if prefix is Prefix.LE:
             return f"{column} <= {self.p.number(value)}"
-        # ap: |x - v| <= |v| * 10%, or within the precision range; exact bounds.
-        with localcontext() as context:
-            context.prec = 1000
-            width = abs(value) * _AP_FRACTION
-            near_low, near_high = value - width, value + width
+        near_low, near_high = self._near(value)
         return (
             f"(({column} >= {self.p.number(near_low)} AND {column} <= {self.p.number(near_high)})"
             f" OR ({column} >= {self.p.number(low)} AND {column} < {self.p.number(high)}))"
@@ -841,4 +908,6 @@ def build_search(
     else:
         sql = f"SELECT false, NULL::bigint, {page_columns}\n  {matches}\n {order} LIMIT {limit}"
     p = builder.p
-    return BuiltSearch(sql=sql, texts=p.texts, numbers=p.numbers, instants=p.instants)
+    return BuiltSearch(
+        sql=sql, texts=p.texts, numbers=p.numbers, instants=p.instants, floats=p.floats
+    )
