@@ -11,10 +11,20 @@ It reports, in one run on one machine:
   (``birthdate=eq<year>``: birth dates inside that year),
 - each next to the raw floor: the equivalent hand-written SQL against the same
   ``search_index``/``resources`` tables on a plain ``sqlite3`` connection to the same
-  file (no parsing, no aiosqlite hop, no JSON decoding), and the ratio.
+  file (no parsing, no aiosqlite hop, no JSON decoding), and the ratio;
+- over the Observations of the dataset (``--observation-ratio`` per Patient, default
+  0.25, each referencing a random Patient as ``subject``): a chained search
+  (``subject:Patient.family=<3 letters>``, and a selective one on the Patient's MRN,
+  ``subject:Patient.identifier=system|value``) and a reference search with 250 values
+  (``subject=Patient/a,Patient/b,...``, 250 Patients that have Observations), each
+  next to a hand-written SQL join floor (``search_index`` joined to itself in a
+  fixed order, no liveness check of the Patients, ids bound through ``json_each``)
+  measured in the same run. The first page of each is checked against its floor once
+  before timing.
 
-Loading 100,000 Patients takes a few minutes (extraction is the bulk of it, see the
-extraction rate); ``--resources 20000`` gives the same picture faster.
+Loading 100,000 Patients (and 25,000 Observations) takes several minutes (extraction
+is the bulk of it, see the extraction rate); ``--resources 20000`` gives the same
+picture faster.
 """
 
 from __future__ import annotations
@@ -67,6 +77,32 @@ def generate_patients(count: int, seed: int) -> list[dict[str, Any]]:
     return patients
 
 
+def generate_observations(
+    count: int, patients: Sequence[dict[str, Any]], seed: int
+) -> list[dict[str, Any]]:
+    """``count`` Observations, each with a random Patient of ``patients`` as subject."""
+    rng = random.Random(seed)
+    observations = []
+    for number in range(count):
+        patient = rng.choice(patients)
+        observations.append(
+            {
+                "resourceType": "Observation",
+                "id": f"obs{number:07d}",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": rng.choice(_LOINC)}]},
+                "subject": {"reference": f"Patient/{patient['id']}"},
+                "effectiveDateTime": f"{rng.randint(2000, 2024):04d}-{rng.randint(1, 12):02d}-"
+                f"{rng.randint(1, 28):02d}",
+                "valueQuantity": {"value": round(rng.uniform(3, 150), 1), "unit": "kg"},
+            }
+        )
+    return observations
+
+
+_LOINC = ["29463-7", "8302-2", "8867-4", "9279-1", "8310-5"]
+
+
 def percentile(samples: Sequence[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
@@ -109,10 +145,48 @@ RAW_DATE = _RAW_PAGE.format(
     condition="i.param = 'birthdate' AND i.date_low BETWEEN ?1 AND ?2 AND i.date_high <= ?2"
 )
 
+# The Observation floors: a page of Observations whose subject row points at Patients
+# picked by a join on the Patients' own index rows (chains) or by an id list. CROSS
+# JOIN fixes the join order (the Patient rows drive), as a hand-tuned query would.
+_RAW_OBSERVATIONS = (
+    "SELECT r.id, r.resource FROM resources r WHERE r.tenant = 'bench'"
+    " AND r.resource_type = 'Observation' AND r.deleted = 0 AND r.id IN ("
+    " SELECT s.resource_id FROM {source} WHERE s.tenant = 'bench'"
+    " AND s.resource_type = 'Observation' AND s.param = 'subject'"
+    " AND s.ref_type = 'Patient' AND {condition}) ORDER BY r.id LIMIT ?"
+)
+_PATIENT_JOIN = (
+    "search_index p CROSS JOIN search_index s ON p.tenant = 'bench'"
+    " AND p.resource_type = 'Patient' AND s.ref_id = p.resource_id"
+)
+RAW_CHAIN_PREFIX = _RAW_OBSERVATIONS.format(
+    source=_PATIENT_JOIN, condition="p.param = 'family' AND p.text >= ? AND p.text < ?"
+)
+RAW_CHAIN_TOKEN = _RAW_OBSERVATIONS.format(
+    source=_PATIENT_JOIN, condition="p.param = 'identifier' AND p.code = ? AND p.system = ?"
+)
+RAW_REFERENCES = _RAW_OBSERVATIONS.format(
+    source="search_index s", condition="s.ref_id IN (SELECT value FROM json_each(?))"
+)
 
-async def run(resources: int, repeats: int, seed: int, database: Path, page: int) -> None:
-    print(f"generating {resources:,} Patients (seed {seed}) ...", flush=True)
+
+async def run(
+    resources: int,
+    repeats: int,
+    seed: int,
+    database: Path,
+    page: int,
+    observation_ratio: float = 0.25,
+    reference_values: int = 250,
+) -> None:
+    observation_count = round(resources * observation_ratio)
+    print(
+        f"generating {resources:,} Patients and {observation_count:,} Observations"
+        f" (seed {seed}) ...",
+        flush=True,
+    )
     patients = generate_patients(resources, seed)
+    observations = generate_observations(observation_count, patients, seed + 2)
 
     # Extraction: what a write does before its hop (parse, FHIRPath, normalise, tuples).
     sample = patients[: min(len(patients), 5000)]
@@ -131,10 +205,15 @@ async def run(resources: int, repeats: int, seed: int, database: Path, page: int
             await backend.create_or_update(TENANT, "Patient", patient["id"], patient)
             if number % 20000 == 0:
                 print(f"  loaded {number:,}", flush=True)
+        for number, observation in enumerate(observations, start=1):
+            await backend.create_or_update(TENANT, "Observation", observation["id"], observation)
+            if number % 20000 == 0:
+                print(f"  loaded {number:,} Observations", flush=True)
         load_seconds = time.perf_counter() - start
+        loaded = resources + observation_count
         print(
-            f"load through create_or_update: {resources:,} in {load_seconds:,.1f} s"
-            f" ({resources / load_seconds:,.0f} resources/s)"
+            f"load through create_or_update: {loaded:,} in {load_seconds:,.1f} s"
+            f" ({loaded / load_seconds:,.0f} resources/s)"
         )
 
         rng = random.Random(seed + 1)
@@ -189,12 +268,98 @@ async def run(resources: int, repeats: int, seed: int, database: Path, page: int
             p50, p95 = percentile(timings, 0.5), percentile(timings, 0.95)
             r50, r95 = percentile(raw_timings, 0.5), percentile(raw_timings, 0.95)
             print(f"{name:36} {p50:8.3f} {p95:8.3f} {r50:8.3f} {r95:8.3f} {p50 / r50:8.1f}x")
-        raw.close()
         print(
             f"\nmean search latency over all queries: {statistics.mean(timings):.3f} ms (last case)"
         )
+        if observations:
+            await _observation_cases(
+                backend, raw, patients, observations, seed, repeats, page, reference_values
+            )
+        raw.close()
     finally:
         await backend.close()
+
+
+async def _observation_cases(
+    backend: Any,
+    raw: sqlite3.Connection,
+    patients: Sequence[dict[str, Any]],
+    observations: Sequence[dict[str, Any]],
+    seed: int,
+    repeats: int,
+    page: int,
+    reference_values: int,
+) -> None:
+    """Chained and many-valued reference searches over Observations, next to SQL floors."""
+    rng = random.Random(seed + 3)
+    families = [fold(p["name"][0]["family"]) for p in patients]
+    subjects = sorted({o["subject"]["reference"].removeprefix("Patient/") for o in observations})
+    width = min(reference_values, len(subjects))
+    # Each timed query takes the next of a fixed pool of arguments, the backend's and
+    # the floor's runs alike, so both see the same values in the same order.
+    pool = 32
+    prefixes = [rng.choice(families)[:3] for _ in range(pool)]
+    mrns = [f"MRN{int(rng.choice(subjects).removeprefix('pat')):07d}" for _ in range(pool)]
+    id_lists = [rng.sample(subjects, width) for _ in range(pool)]
+
+    def cycle(values: Sequence[Any]) -> Callable[[], Any]:
+        position = -1
+
+        def following() -> Any:
+            nonlocal position
+            position = (position + 1) % len(values)
+            return values[position]
+
+        return following
+
+    async def search(pairs: list[tuple[str, str]]) -> Any:
+        return await backend.search(TENANT, "Observation", [*pairs, ("_count", str(page))])
+
+    def cases() -> list[tuple[str, Callable[[], Awaitable[Any]], str, Callable[[], Sequence[Any]]]]:
+        prefix, prefix_raw = cycle(prefixes), cycle(prefixes)
+        mrn, mrn_raw = cycle(mrns), cycle(mrns)
+        ids, ids_raw = cycle(id_lists), cycle(id_lists)
+        return [
+            (
+                "chain subject:Patient.family=abc",
+                lambda: search([("subject:Patient.family", prefix())]),
+                RAW_CHAIN_PREFIX,
+                lambda: (*_prefix_bounds(prefix_raw()), page),
+            ),
+            (
+                "chain subject:Patient.identifier=s|v",
+                lambda: search([("subject:Patient.identifier", f"{MRN}|{mrn()}")]),
+                RAW_CHAIN_TOKEN,
+                lambda: (mrn_raw(), MRN, page),
+            ),
+            (
+                f"reference subject=<{width} ids>",
+                lambda: search([("subject", ",".join(f"Patient/{i}" for i in ids()))]),
+                RAW_REFERENCES,
+                lambda: (json.dumps(ids_raw()), page),
+            ),
+        ]
+
+    print(
+        f"\nObservations ({len(observations):,}, subject a random Patient):"
+        f" first page (_count={page}), {repeats} queries each, milliseconds:"
+    )
+    print(f"{'query':36} {'p50':>8} {'p95':>8} {'raw p50':>8} {'raw p95':>8} {'ratio p50':>9}")
+    # Once, untimed: the backend's first page is the floor's (same ids, same order).
+    for name, call, raw_sql, raw_parameters in cases():
+        result = await call()
+        expected = [row[0] for row in raw.execute(raw_sql, raw_parameters()).fetchall()]
+        found = [entry.id for entry in result.entries]
+        if found != expected:
+            print(f"  warning: {name}: backend page {found[:3]}... != floor {expected[:3]}...")
+    for name, call, raw_sql, raw_parameters in cases():
+        await _timed(call, 5)  # warm the page cache and the statement cache
+        timings = await _timed(call, repeats)
+        _raw_timed(raw, raw_sql, raw_parameters, 5)
+        raw_timings, _ = _raw_timed(raw, raw_sql, raw_parameters, repeats)
+        p50, p95 = percentile(timings, 0.5), percentile(timings, 0.95)
+        r50, r95 = percentile(raw_timings, 0.5), percentile(raw_timings, 0.95)
+        print(f"{name:36} {p50:8.3f} {p95:8.3f} {r50:8.3f} {r95:8.3f} {p50 / r50:8.1f}x")
 
 
 def _prefix_bounds(prefix: str) -> tuple[str, str]:
@@ -212,6 +377,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="python -m benchmarks.search_bench", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--resources", type=int, default=100_000, help="Patients to load")
+    parser.add_argument(
+        "--observation-ratio",
+        type=float,
+        default=0.25,
+        help="Observations per Patient (0: none, no chained/reference searches)",
+    )
+    parser.add_argument(
+        "--reference-values", type=int, default=250, help="ids in the reference search"
+    )
     parser.add_argument("--queries", type=int, default=200, help="searches per query shape")
     parser.add_argument("--count", type=int, default=50, help="the page size (_count)")
     parser.add_argument("--seed", type=int, default=7)
@@ -222,7 +396,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         if database.exists():
             raise SystemExit(f"{database} exists; give a new path")
         asyncio.run(
-            run(arguments.resources, arguments.queries, arguments.seed, database, arguments.count)
+            run(
+                arguments.resources,
+                arguments.queries,
+                arguments.seed,
+                database,
+                arguments.count,
+                arguments.observation_ratio,
+                arguments.reference_values,
+            )
         )
 
 
