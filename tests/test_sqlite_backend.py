@@ -29,6 +29,7 @@ from helios_conformance import (
     HeliosError,
     HistoryPage,
     InvalidResource,
+    NotFound,
     Operation,
     StoredResource,
     TenantContext,
@@ -566,10 +567,9 @@ def test_same_answers_as_the_memory_backend(
     runner.run(compare())
 
 
-def test_compartment_restricted_callers_are_refused_not_over_served(run: Any) -> None:
-    """SQLite does not filter by compartment, so such a caller gets Unsupported, never data."""
-    from helios_conformance import TenantPermissions, Unsupported
-
+def test_compartment_restricted_callers_see_only_their_compartment(run: Any) -> None:
+    """A caller restricted to Patient/p2 is served, but Patient/p1 does not exist for it
+    (tests/test_sqlite_tenancy.py has the rest)."""
     backend = _open(run, ":memory:")
     try:
         run(backend.create_or_update(A, "Patient", "p1", _patient("One", "p1")))
@@ -577,10 +577,9 @@ def test_compartment_restricted_callers_are_refused_not_over_served(run: Any) ->
             A.tenant,
             TenantPermissions.builder().allow_all_operations().in_compartment("Patient/p2").build(),
         )
-        with pytest.raises(Unsupported) as caught:
+        with pytest.raises(NotFound):
             run(backend.read(restricted, "Patient", "p1"))
-        assert caught.value.capability == "tenancy.compartment"
-        with pytest.raises(Unsupported):
-            run(backend.search(restricted, "Patient", []))
+        assert run(backend.search(restricted, "Patient", [])).entries == ()
+        assert run(backend.exists(A, "Patient", "p1"))
     finally:
         run(backend.close())

@@ -114,10 +114,13 @@ def _ids(run: Any, backend: SQLiteBackend, resource_type: str, query: str) -> li
 
 def test_declares_storage_and_search() -> None:
     """The backend claims its storage capabilities plus exactly the search ids it implements."""
-    from helios_conformance.testing import MEMORY_CAPABILITIES
+    from helios_conformance.testing import MEMORY_CAPABILITIES, MEMORY_TENANCY_CAPABILITIES
     from reference_impl.sqlite import SQLITE_CAPABILITIES
 
-    assert _STORAGE_CAPABILITIES == MEMORY_CAPABILITIES
+    # The memory backend's storage capabilities and its whole tenancy model.
+    assert _STORAGE_CAPABILITIES.supported == (
+        MEMORY_CAPABILITIES.supported | MEMORY_TENANCY_CAPABILITIES.supported
+    )
     assert SQLITE_CAPABILITIES.supported >= (
         MEMORY_CAPABILITIES.supported | SQLITE_SEARCH_CAPABILITIES.supported
     )

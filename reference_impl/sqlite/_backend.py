@@ -22,22 +22,27 @@ to the same file is not seen until this one reopens the database.)
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
 
 from helios_conformance import (
+    AccessDenied,
     BackendConfig,
     BackendFailure,
     BackendInfo,
     BackendUnavailable,
     CapabilityDeclaration,
+    Compartment,
     CursorCodec,
     Gone,
     HistoryPage,
@@ -57,6 +62,7 @@ from helios_conformance import (
     check_id,
     check_resource_type,
     check_version_id,
+    context_compartment,
     history_window,
     stamp,
     validate_resource,
@@ -81,11 +87,15 @@ from ._search import (
     IndexValues,
     SearchOutcome,
     SearchPlan,
+    compartment_condition,
     decimal_compare,
     index_values,
     plan_search,
+    positional,
     run_search,
+    values_in_compartment,
 )
+from ._tenants import DEFAULT_POOL_SIZE, TenantDatabases
 from ._transactions import SQLITE_TRANSACTION_CAPABILITIES, SQLiteTransactions, savepoint
 
 if TYPE_CHECKING:
@@ -115,6 +125,7 @@ _STORAGE_CAPABILITIES = CapabilityDeclaration.of(
         "tenancy.permissions",
         "tenancy.isolation",
         "tenancy.hierarchy",
+        "tenancy.compartment",
     ],
 )
 
@@ -179,7 +190,20 @@ SQLITE_CAPABILITIES = CapabilityDeclaration.of(
 transactions (bundles, conditional operations, patch, the concurrency guarantees),
 Bulk Data (export scans and the bulk job store, ``_bulk.py``)."""
 
+SQLITE_DATABASE_PER_TENANT_CAPABILITIES = CapabilityDeclaration.of(
+    supported=(SQLITE_CAPABILITIES.supported - {"tenancy.shared_schema"})
+    | {"tenancy.database_per_tenant"}
+)
+"""What the backend declares with ``--backend-option tenancy=database``: a database
+file per tenant (``_tenants.py``) instead of the shared schema."""
+
 _SEARCH_PARAMETER = "SearchParameter"
+
+# The tenant database a call of a database-per-tenant backend runs on: set for the
+# duration of each public call (see ``SQLiteBackend._tenant_scope``), read by ``_hop``.
+_ACTIVE: ContextVar[tuple[object, aiosqlite.Connection] | None] = ContextVar(
+    "helios_sqlite_tenant_database", default=None
+)
 
 MEMORY_DATABASE = ":memory:"
 _URL_SCHEME = "sqlite://"
@@ -213,6 +237,9 @@ class _Indexed:
     moment: datetime
     registry: SearchParameterRegistry | None
     rows: list[IndexValues]
+    # The caller's compartment restriction: the hop refuses a write whose current or
+    # new version lies outside it (the new version judged on ``rows``).
+    compartment: Compartment | None = None
 
 
 def _dumps(resource: Resource) -> str:
@@ -373,9 +400,19 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
     apart by a ``tenant`` column that every statement filters on.
     """
 
-    def __init__(self, connection: aiosqlite.Connection, database: str) -> None:
+    def __init__(
+        self,
+        connection: aiosqlite.Connection | None,
+        database: str,
+        *,
+        tenants: TenantDatabases | None = None,
+    ) -> None:
         self._connection: aiosqlite.Connection | None = connection
         self._database = database
+        # Database per tenant: the pool of tenant files (``None``: the shared database).
+        self._tenants = tenants
+        # The tenants whose custom SearchParameters were loaded from their file.
+        self._loaded_tenants: set[str] = set()
         self._clock = MonotonicClock()
         self._cursors = CursorCodec()
         # One registry per tenant: custom SearchParameters are tenant data. A write of
@@ -392,7 +429,14 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
 
     @property
     def capabilities(self) -> CapabilityDeclaration:
+        if self._tenants is not None:
+            return SQLITE_DATABASE_PER_TENANT_CAPABILITIES
         return SQLITE_CAPABILITIES
+
+    @property
+    def tenant_databases(self) -> TenantDatabases | None:
+        """The pool of tenant databases in database-per-tenant mode, else ``None``."""
+        return self._tenants
 
     def _registry(self, tenant: str) -> SearchParameterRegistry:
         registry = self._registries.get(tenant)
@@ -406,6 +450,10 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         return self._database
 
     async def close(self) -> None:
+        tenants, self._tenants = self._tenants, None
+        if tenants is not None:
+            with _translate_errors():
+                await tenants.close()
         connection, self._connection = self._connection, None
         if connection is not None:
             with _translate_errors():
@@ -431,7 +479,8 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         methods; it and ``_conn`` (the sqlite3 connection it wraps) are the only
         private aiosqlite names this module touches (present since aiosqlite 0.17).
         """
-        connection = self._connection
+        active = _ACTIVE.get()
+        connection = active[1] if active is not None and active[0] is self else self._connection
         if connection is None:
             raise BackendFailure("the sqlite backend is closed")
         with _translate_errors():
@@ -452,6 +501,47 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         self._load_search_parameters(prepared.search_parameters)
         if prepared.backfill:
             await self._hop(self._backfill_unit)
+
+    @asynccontextmanager
+    async def _tenant_scope(self, context: object) -> AsyncIterator[None]:
+        """Run the block on ``context``'s own database file (database per tenant).
+
+        The pool opens (and lazily creates and migrates) the file, and does not evict
+        it while the block runs or while it has an open transaction.
+        """
+        if self._tenants is None or not isinstance(context, TenantContext):
+            yield
+            return
+        with _translate_errors():
+            held = self._tenants.use(context.tenant.value)
+            connection = await held.__aenter__()
+        token = _ACTIVE.set((self, connection))
+        try:
+            yield
+        finally:
+            _ACTIVE.reset(token)
+            await held.__aexit__(None, None, None)
+
+    async def _prepare_tenant(self, tenant: str, connection: aiosqlite.Connection) -> None:
+        """Configure and migrate a tenant's file the pool just opened (``_prepare``).
+
+        Its custom SearchParameters are loaded the first time only: after that the
+        in-process registry is the one the tenant's writes keep up to date.
+        """
+        token = _ACTIVE.set((self, connection))
+        try:
+            prepared = await self._hop(_prepare_database, file_backed=True)
+            if prepared.newest is not None:
+                self._clock.observe(_from_micros(prepared.newest))
+            if tenant not in self._loaded_tenants:
+                self._load_search_parameters(prepared.search_parameters)
+                self._loaded_tenants.add(tenant)
+            if prepared.backfill:
+                await self._hop(self._backfill_unit)
+        except SchemaTooNew as exc:
+            raise BackendFailure(f"tenant {tenant}: {exc}") from exc
+        finally:
+            _ACTIVE.reset(token)
 
     def _backfill_unit(self, connection: sqlite3.Connection) -> None:
         """Index a database written before search existed (schema 1).
@@ -527,6 +617,8 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         body: Resource | None,
         indexed: _Indexed,
     ) -> StoredResource:
+        if indexed.compartment is not None:
+            _check_compartment_write(connection, target, current, body, indexed)
         version_id = 1 if current is None else current.version_id + 1
         moment = indexed.moment
         text = None
@@ -686,7 +778,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
             stored = self._append(connection, target, current, None, indexed)
         return stored
 
-    def _index(self, target: _Target, body: Resource | None) -> _Indexed:
+    def _index(self, context: TenantContext, target: _Target, body: Resource | None) -> _Indexed:
         """Read the clock and extract the index rows of ``body``: the CPU half of a write.
 
         The version id is not known before the hop; no search parameter reads
@@ -694,11 +786,12 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         (a SearchParameter is indexed again in the hop, with its own registration).
         """
         moment = self._clock.now()
+        compartment = context_compartment(context)
         if body is None or target.resource_type == _SEARCH_PARAMETER:
-            return _Indexed(moment, None, [])
+            return _Indexed(moment, None, [], compartment)
         registry = self._registry(target.tenant)
         text = _dumps(stamp(body, target.resource_id, "1", moment))
-        return _Indexed(moment, registry, _index_text(target, text, registry))
+        return _Indexed(moment, registry, _index_text(target, text, registry), compartment)
 
     # -- writes -----------------------------------------------------------------
 
@@ -706,7 +799,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         body = validate_resource(resource, ignore_id=True)
         context.require(Operation.CREATE, body["resourceType"])
         target = _Target(context.tenant.value, body["resourceType"], str(uuid.uuid4()))
-        indexed = self._index(target, body)
+        indexed = self._index(context, target, body)
         return await self._hop(self._create_unit, target, body, indexed)
 
     async def create_or_update(
@@ -720,7 +813,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         target = _Target(context.tenant.value, resource_type, resource_id)
         # Whether this is a create or an update (and so which permission applies)
         # depends on the stored state: the check runs inside the unit of work.
-        indexed = self._index(target, body)
+        indexed = self._index(context, target, body)
         return await self._hop(self._create_or_update_unit, target, body, context, indexed)
 
     async def update(
@@ -739,7 +832,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         )
         context.require(Operation.UPDATE, resource_type)
         target = _Target(context.tenant.value, resource_type, resource_id)
-        indexed = self._index(target, body)
+        indexed = self._index(context, target, body)
         return await self._hop(self._update_unit, target, body, expected_version, indexed)
 
     async def delete(
@@ -754,7 +847,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         check_id(resource_id)
         context.require(Operation.DELETE, resource_type)
         target = _Target(context.tenant.value, resource_type, resource_id)
-        indexed = self._index(target, None)
+        indexed = self._index(context, target, None)
         return await self._hop(self._delete_unit, target, expected_version, indexed)
 
     # -- reads ------------------------------------------------------------------
@@ -766,7 +859,9 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         check_resource_type(resource_type)
         check_id(resource_id)
         return await self._hop(
-            _read_unit, _Target(context.tenant.value, resource_type, resource_id)
+            _read_unit,
+            _Target(context.tenant.value, resource_type, resource_id),
+            context_compartment(context),
         )
 
     async def vread(
@@ -777,21 +872,25 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         check_resource_type(resource_type)
         check_id(resource_id)
         target = _Target(context.tenant.value, resource_type, resource_id)
-        return await self._hop(_vread_unit, target, int(version_id))
+        return await self._hop(_vread_unit, target, int(version_id), context_compartment(context))
 
     async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
         context.require(Operation.READ, resource_type)
         check_resource_type(resource_type)
         check_id(resource_id)
         return await self._hop(
-            _exists_unit, _Target(context.tenant.value, resource_type, resource_id)
+            _exists_unit,
+            _Target(context.tenant.value, resource_type, resource_id),
+            context_compartment(context),
         )
 
     async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
         context.require(Operation.READ, resource_type)
         if resource_type is not None:
             check_resource_type(resource_type)
-        return await self._hop(_count_unit, context.tenant.value, resource_type)
+        return await self._hop(
+            _count_unit, context.tenant.value, resource_type, context_compartment(context)
+        )
 
     # -- history ----------------------------------------------------------------
 
@@ -804,7 +903,14 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         with _transaction(connection, write=False):
             if query.resource_id is not None:
                 assert query.resource_type is not None
-                _existing(connection, _Target(query.tenant, query.resource_type, query.resource_id))
+                target = _Target(query.tenant, query.resource_type, query.resource_id)
+                _existing(connection, target)
+                if query.compartment is not None and not _any_version_in(
+                    connection, target, query.compartment
+                ):
+                    # No version in the compartment: the resource does not exist for
+                    # the caller.
+                    raise _not_found(target)
             # Decoded after the existence check, as the memory backend does: an unknown
             # resource is NotFound whatever cursor came with it.
             before_sequence = None
@@ -925,6 +1031,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
             offset=query.offset or 0,
             after=after,
             snapshot=snapshot,
+            compartment=context_compartment(context),
         )
         outcome = await self._hop(_search_unit, plan)
         if summary_only:
@@ -1006,6 +1113,8 @@ class _HistoryQuery:
     window: HistoryWindow
     resource_type: str | None
     resource_id: str | None
+    # The caller's compartment restriction: only versions in it are listed.
+    compartment: Compartment | None = None
 
     @classmethod
     def of(
@@ -1018,7 +1127,14 @@ class _HistoryQuery:
     ) -> _HistoryQuery:
         # The same scope string as the memory backend: tenant, target and window.
         scope = f"{context.tenant}|{target}|{window.scope()}"
-        return cls(context.tenant.value, scope, window, resource_type, resource_id)
+        return cls(
+            context.tenant.value,
+            scope,
+            window,
+            resource_type,
+            resource_id,
+            context_compartment(context),
+        )
 
     def sql(self, before_sequence: int | None) -> tuple[str, list[Any]]:
         conditions = ["tenant = ?"]
@@ -1038,6 +1154,9 @@ class _HistoryQuery:
         if self.window.before is not None:
             conditions.append("last_updated < ?")
             parameters.append(_to_micros(self.window.before))
+        if self.compartment is not None:
+            conditions.append(_VERSION_IN_COMPARTMENT.format(h="resource_history"))
+            parameters.append(self.compartment.reference)
         # One row more than the page tells whether there is a next page.
         parameters.append(self.window.count + 1)
         sql = (
@@ -1063,6 +1182,10 @@ def _prepare_database(connection: sqlite3.Connection, *, file_backed: bool) -> _
     # Settles decimal ties exactly in search (see _schema.py); deterministic, so SQLite
     # may use it in indexes and constant-fold it.
     connection.create_function("helios_decimal_cmp", 2, decimal_compare, deterministic=True)
+    # Compartment membership of a history version (see _VERSION_IN_COMPARTMENT).
+    connection.create_function(
+        "helios_version_in_compartment", 4, _version_in_compartment_sql, deterministic=True
+    )
     steps = migrate(connection)
     row = connection.execute("SELECT max(last_updated) FROM resource_history").fetchone()
     newest = None if row[0] is None else int(row[0])
@@ -1139,15 +1262,26 @@ def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
     return replace(stored, resource=subset)
 
 
-def _read_unit(connection: sqlite3.Connection, target: _Target) -> StoredResource:
+def _member_column(compartment: Compartment | None, arguments: list[Any]) -> str:
+    """Whether ``r`` (over ``resources``) is in ``compartment`` (1 when there is none)."""
+    if compartment is None:
+        return "1"
+    return compartment_condition("r", compartment, positional(arguments))
+
+
+def _read_unit(
+    connection: sqlite3.Connection, target: _Target, compartment: Compartment | None = None
+) -> StoredResource:
+    arguments: list[Any] = []
+    member = _member_column(compartment, arguments)
     row = connection.execute(
-        "SELECT version_id, last_updated, deleted, resource FROM resources"
+        f"SELECT version_id, last_updated, deleted, resource, {member} FROM resources r"
         " WHERE tenant = ? AND resource_type = ? AND id = ?",
-        (target.tenant, target.resource_type, target.resource_id),
+        (*arguments, target.tenant, target.resource_type, target.resource_id),
     ).fetchone()
     if row is None:
         raise _not_found(target)
-    version_id, last_updated, deleted, text = row
+    version_id, last_updated, deleted, text, inside = row
     if deleted:
         raise Gone(
             f"{target.reference} was deleted (version {version_id})",
@@ -1155,19 +1289,32 @@ def _read_unit(connection: sqlite3.Connection, target: _Target) -> StoredResourc
             resource_id=target.resource_id,
             version_id=str(version_id),
         )
+    if not inside:
+        # Outside the caller's compartment: the same NotFound as a missing resource.
+        raise _not_found(target)
     return _stored(target.resource_type, target.resource_id, version_id, last_updated, 0, text)
 
 
-def _vread_unit(connection: sqlite3.Connection, target: _Target, version_id: int) -> StoredResource:
+def _vread_unit(
+    connection: sqlite3.Connection,
+    target: _Target,
+    version_id: int,
+    compartment: Compartment | None = None,
+) -> StoredResource:
     with _transaction(connection, write=False):
         current = _existing(connection, target)
         # Compared in Python first: a 19-digit version id may not fit SQLite's int64.
         row = None
         if version_id <= current.version_id:
+            member = "1"
+            arguments: list[Any] = []
+            if compartment is not None:
+                member = _VERSION_IN_COMPARTMENT.format(h="resource_history")
+                arguments.append(compartment.reference)
             row = connection.execute(
-                "SELECT last_updated, deleted, resource FROM resource_history"
+                f"SELECT last_updated, deleted, resource, {member} FROM resource_history"
                 " WHERE tenant = ? AND resource_type = ? AND id = ? AND version_id = ?",
-                (target.tenant, target.resource_type, target.resource_id, version_id),
+                (*arguments, target.tenant, target.resource_type, target.resource_id, version_id),
             ).fetchone()
     if row is None:
         raise NotFound(
@@ -1176,31 +1323,131 @@ def _vread_unit(connection: sqlite3.Connection, target: _Target, version_id: int
             resource_id=target.resource_id,
             version_id=str(version_id),
         )
-    last_updated, deleted, text = row
+    last_updated, deleted, text, inside = row
+    if not inside:
+        raise _not_found(target)
     return _stored(
         target.resource_type, target.resource_id, version_id, last_updated, deleted, text
     )
 
 
-def _exists_unit(connection: sqlite3.Connection, target: _Target) -> bool:
+def _exists_unit(
+    connection: sqlite3.Connection, target: _Target, compartment: Compartment | None = None
+) -> bool:
+    arguments: list[Any] = []
+    member = _member_column(compartment, arguments)
     row = connection.execute(
-        "SELECT deleted FROM resources WHERE tenant = ? AND resource_type = ? AND id = ?",
-        (target.tenant, target.resource_type, target.resource_id),
+        f"SELECT deleted, {member} FROM resources r"
+        " WHERE tenant = ? AND resource_type = ? AND id = ?",
+        (*arguments, target.tenant, target.resource_type, target.resource_id),
     ).fetchone()
-    return row is not None and not row[0]
+    return row is not None and not row[0] and bool(row[1])
 
 
-def _count_unit(connection: sqlite3.Connection, tenant: str, resource_type: str | None) -> int:
+def _count_unit(
+    connection: sqlite3.Connection,
+    tenant: str,
+    resource_type: str | None,
+    compartment: Compartment | None = None,
+) -> int:
+    arguments: list[Any] = []
+    member = ""
+    if compartment is not None:
+        member = " AND " + _member_column(compartment, arguments)
     if resource_type is None:
         row = connection.execute(
-            "SELECT count(*) FROM resources WHERE tenant = ? AND deleted = 0", (tenant,)
+            f"SELECT count(*) FROM resources r WHERE tenant = ? AND deleted = 0{member}",
+            (tenant, *arguments),
         ).fetchone()
     else:
         row = connection.execute(
-            "SELECT count(*) FROM resources WHERE tenant = ? AND resource_type = ? AND deleted = 0",
-            (tenant, resource_type),
+            "SELECT count(*) FROM resources r WHERE tenant = ? AND resource_type = ?"
+            f" AND deleted = 0{member}",
+            (tenant, resource_type, *arguments),
         ).fetchone()
     return int(row[0])
+
+
+# -- compartments (run in the worker thread) --------------------------------------
+
+_VERSION_IN_COMPARTMENT = (
+    "helios_version_in_compartment(?, {h}.resource_type, {h}.id, coalesce({h}.resource,"
+    " (SELECT p.resource FROM resource_history p WHERE p.tenant = {h}.tenant"
+    " AND p.resource_type = {h}.resource_type AND p.id = {h}.id"
+    " AND p.version_id = {h}.version_id - 1)))"
+)
+"""Whether the version in row ``{h}`` of ``resource_history`` is in the compartment
+bound to its ``?``: judged on that version's own content (``search_index`` holds only
+current versions), a deletion marker on the version it deleted, as the in-memory
+backend does."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _version_in_compartment(
+    reference: str, resource_type: str, resource_id: str, text: str | None
+) -> bool:
+    compartment = Compartment.parse(reference)
+    if resource_type == compartment.kind and resource_id == compartment.id:
+        return True
+    if text is None or not compartment.parameters(resource_type):
+        return False
+    rows = index_resource(parse_resource_json(text))
+    return compartment.contains(resource_type, resource_id, rows)
+
+
+def _version_in_compartment_sql(
+    reference: str, resource_type: str, resource_id: str, text: str | None
+) -> int:
+    """``helios_version_in_compartment``, registered on the connection."""
+    return int(_version_in_compartment(reference, resource_type, resource_id, text))
+
+
+def _any_version_in(
+    connection: sqlite3.Connection, target: _Target, compartment: Compartment
+) -> bool:
+    """Whether some version of ``target`` is in ``compartment`` (its history is visible)."""
+    row = connection.execute(
+        "SELECT 1 FROM resource_history WHERE tenant = ? AND resource_type = ? AND id = ?"
+        f" AND {_VERSION_IN_COMPARTMENT.format(h='resource_history')} LIMIT 1",
+        (target.tenant, target.resource_type, target.resource_id, compartment.reference),
+    ).fetchone()
+    return row is not None
+
+
+def _check_compartment_write(
+    connection: sqlite3.Connection,
+    target: _Target,
+    current: _Current | None,
+    body: Resource | None,
+    indexed: _Indexed,
+) -> None:
+    """Refuse a write whose current live version or new version lies outside the
+    caller's compartment, before anything is written (as the in-memory backend).
+
+    The current version is judged on its ``search_index`` rows, the new one on the
+    rows :meth:`SQLiteBackend._index` computed before the hop.
+    """
+    compartment = indexed.compartment
+    assert compartment is not None
+    if current is not None and not current.deleted:
+        arguments: list[Any] = []
+        member = _member_column(compartment, arguments)
+        row = connection.execute(
+            f"SELECT {member} FROM resources r WHERE tenant = ? AND resource_type = ? AND id = ?",
+            (*arguments, target.tenant, target.resource_type, target.resource_id),
+        ).fetchone()
+        if row is None or not row[0]:
+            raise AccessDenied(
+                f"{target.reference} is outside compartment {compartment.reference};"
+                " nothing was written"
+            )
+    if body is not None and not values_in_compartment(
+        compartment, target.resource_type, target.resource_id, indexed.rows
+    ):
+        raise AccessDenied(
+            f"the new version of {target.reference} would lie outside compartment "
+            f"{compartment.reference}; nothing was written"
+        )
 
 
 # -- opening --------------------------------------------------------------------
@@ -1214,6 +1461,12 @@ async def open_sqlite_backend(config: BackendConfig) -> SQLiteBackend:
     backend uses ``helios-<worker_id>.sqlite3`` in ``config.scratch_dir``, one file per
     xdist worker, removing any stale file left by an earlier run.
 
+    Options: ``tenancy=shared`` (the default: one database, a tenant column) or
+    ``tenancy=database`` (a database file per tenant, see ``_tenants.py``; the URL,
+    if any, names the root directory, by default ``helios-<worker_id>-tenants`` in
+    ``config.scratch_dir``, emptied first) with ``pool_size=N`` open tenant
+    databases at most (default 8).
+
     Raises:
         BackendUnavailable: aiosqlite is not installed, the URL is not a sqlite URL,
             or the database was written by a newer schema.
@@ -1225,6 +1478,10 @@ async def open_sqlite_backend(config: BackendConfig) -> SQLiteBackend:
         raise BackendUnavailable(
             "the sqlite backend needs aiosqlite: pip install 'helios-conformance[sqlite]'"
         ) from exc
+
+    tenancy, pool_size = _parse_options(config.options)
+    if tenancy == "database":
+        return await _open_database_per_tenant(config, pool_size)
 
     if config.url is None:
         path = Path(config.scratch_dir) / f"helios-{config.worker_id}.sqlite3"
@@ -1248,4 +1505,67 @@ async def open_sqlite_backend(config: BackendConfig) -> SQLiteBackend:
     except BaseException:
         await backend.close()
         raise
+    return backend
+
+
+_OPTION_NAMES = ("tenancy", "pool_size")
+
+
+def _parse_options(options: Mapping[str, str]) -> tuple[str, int]:
+    """``tenancy`` (``shared`` or ``database``) and ``pool_size``; refuse anything else."""
+    unknown = sorted(set(options) - set(_OPTION_NAMES))
+    if unknown:
+        raise BackendUnavailable(
+            f"unknown sqlite option(s) {', '.join(unknown)}; known: {', '.join(_OPTION_NAMES)}"
+        )
+    tenancy = options.get("tenancy", "shared")
+    if tenancy not in ("shared", "database"):
+        raise BackendUnavailable(f"tenancy={tenancy!r}: use tenancy=shared or tenancy=database")
+    text = options.get("pool_size", str(DEFAULT_POOL_SIZE))
+    try:
+        pool_size = int(text)
+    except ValueError:
+        pool_size = 0
+    if pool_size < 1:
+        raise BackendUnavailable(f"pool_size={text!r} is not a positive whole number")
+    if "pool_size" in options and tenancy != "database":
+        raise BackendUnavailable("pool_size applies to tenancy=database only")
+    return tenancy, pool_size
+
+
+async def _open_database_per_tenant(config: BackendConfig, pool_size: int) -> SQLiteBackend:
+    """Open the database-per-tenant backend: no file is opened until a tenant is used."""
+    try:
+        import aiosqlite
+    except ImportError as exc:
+        raise BackendUnavailable(
+            "the sqlite backend needs aiosqlite: pip install 'helios-conformance[sqlite]'"
+        ) from exc
+
+    if config.url is None:
+        root = Path(config.scratch_dir) / f"helios-{config.worker_id}-tenants"
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        location = _url_to_database(config.url)
+        if location == MEMORY_DATABASE:
+            raise BackendUnavailable(
+                "tenancy=database needs a directory, not an in-memory database"
+            )
+        root = Path(location)
+    if root.exists() and not root.is_dir():
+        raise BackendUnavailable(f"tenancy=database: {root} is not a directory")
+    root.mkdir(parents=True, exist_ok=True)
+
+    async def connect(path: str) -> aiosqlite.Connection:
+        # isolation_level=None: every unit of work issues its own BEGIN/COMMIT.
+        return await aiosqlite.connect(path, isolation_level=None)
+
+    backend: SQLiteBackend | None = None
+
+    async def prepare(tenant: str, connection: aiosqlite.Connection) -> None:
+        assert backend is not None
+        await backend._prepare_tenant(tenant, connection)
+
+    tenants = TenantDatabases(root, pool_size, connect, prepare)
+    backend = SQLiteBackend(None, str(root), tenants=tenants)
     return backend

@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
-from helios_conformance import Unsupported
+from helios_conformance import Compartment, Unsupported
 from helios_conformance.search import (
     ChainLink,
     CompositeValue,
@@ -259,6 +259,75 @@ def points_at(alias: str) -> str:
     )
 
 
+def compartment_condition(alias: str, compartment: Compartment, bind: Callable[[Any], str]) -> str:
+    """Resource ``alias`` (over ``resources``) is in ``compartment``, on its current index rows.
+
+    The compartment's own resource, or an ``EXISTS`` over the resource's reference
+    rows: a parameter the CompartmentDefinition lists for its type
+    (:meth:`Compartment.parameters`) holding the relative reference
+    :attr:`Compartment.reference` (as :meth:`Compartment.contains`). ``bind`` returns
+    the placeholder of a value; it is called in the order the placeholders appear, so
+    positional (``?``) binding works too.
+    """
+    definition = {
+        kind: list(compartment.parameters(kind)) for kind in sorted(compartment.resource_types)
+    }
+    own_type = bind(compartment.kind)
+    own_id = bind(compartment.id)
+    parameters = bind(json.dumps(definition, separators=(",", ":")))
+    ref_type = bind(compartment.kind)
+    ref_id = bind(compartment.id)
+    reference = bind(compartment.reference)
+    return (
+        f"(({alias}.resource_type = {own_type} AND {alias}.id = {own_id})"
+        " OR EXISTS (SELECT 1 FROM search_index cm"
+        f" WHERE cm.tenant = {alias}.tenant AND cm.resource_type = {alias}.resource_type"
+        f" AND cm.resource_id = {alias}.id"
+        f" AND cm.param IN (SELECT value FROM json_each({parameters},"
+        f" '$.' || {alias}.resource_type))"
+        " AND cm.type = 'reference' AND cm.component IS NULL"
+        f" AND cm.ref_type = {ref_type} AND cm.ref_id = {ref_id} AND cm.exact = {reference}))"
+    )
+
+
+def positional(arguments: list[Any]) -> Callable[[Any], str]:
+    """A ``bind`` for :func:`compartment_condition` that appends to ``arguments``."""
+
+    def bind(value: Any) -> str:
+        arguments.append(value)
+        return "?"
+
+    return bind
+
+
+def values_in_compartment(
+    compartment: Compartment,
+    resource_type: str,
+    resource_id: str,
+    rows: Iterable[IndexValues],
+) -> bool:
+    """:meth:`Compartment.contains` on ``search_index`` rows (:data:`INDEX_COLUMNS` order)
+    computed before a write's hop."""
+    if resource_type == compartment.kind and resource_id == compartment.id:
+        return True
+    wanted = frozenset(compartment.parameters(resource_type))
+    return any(
+        row[_PARAM] in wanted
+        and row[_TYPE] == ParamType.REFERENCE.value
+        and row[_COMPONENT] is None
+        and row[_REF_TYPE] == compartment.kind
+        and row[_REF_ID] == compartment.id
+        and row[_EXACT] == compartment.reference
+        for row in rows
+    )
+
+
+_PARAM, _TYPE, _COMPONENT, _EXACT, _REF_TYPE, _REF_ID = (
+    INDEX_COLUMNS.index(name)
+    for name in ("param", "type", "component", "exact", "ref_type", "ref_id")
+)
+
+
 def first_written_by(alias: str, bound: str) -> str:
     """Resource ``alias`` (over ``resources``) was first written at or before ``bound``."""
     return (
@@ -293,6 +362,9 @@ class SearchCompiler:
         self._subject_type = ":rtype"
         # The write sequence bounding a cursor's later pages (``None``: no bound).
         self.snapshot: int | None = None
+        # The compartment a restricted caller sees (``None``: no restriction): every
+        # resource the query reads (matches, chain and _has hops) must lie in it.
+        self.compartment: Compartment | None = None
         # The sets chains and _has go through, as common table expressions: each
         # hop names the one before instead of nesting it (SQLite's parser has a
         # bounded stack), and none is correlated with the row tested.
@@ -357,6 +429,8 @@ class SearchCompiler:
         )
         if self.snapshot is not None:
             condition += " AND " + first_written_by(alias, ":snapshot")
+        if self.compartment is not None:
+            condition += " AND " + compartment_condition(alias, self.compartment, self.bind)
         return condition
 
     def _chain_set(self, links: Sequence[ChainLink], terminal: Callable[[], str]) -> str:
@@ -1027,6 +1101,7 @@ class SearchPlan:
     snapshot: int | None
     include: tuple[IncludeSpec, ...] = ()
     revinclude: tuple[IncludeSpec, ...] = ()
+    compartment: Compartment | None = None
 
 
 @dataclass(slots=True)
@@ -1051,10 +1126,16 @@ def plan_search(
     offset: int = 0,
     after: tuple[Sequence[Any], str] | None = None,
     snapshot: int | None = None,
+    compartment: Compartment | None = None,
 ) -> SearchPlan:
-    """Compile ``query`` into a :class:`SearchPlan` (asks one row more than the page)."""
+    """Compile ``query`` into a :class:`SearchPlan` (asks one row more than the page).
+
+    With a ``compartment``, resources outside it neither match, nor resolve chains or
+    ``_has``, nor are included.
+    """
     compiler = SearchCompiler(tenant, query.resource_type)
     compiler.snapshot = snapshot
+    compiler.compartment = compartment
     if snapshot is not None:
         compiler.params["snapshot"] = snapshot
     page_sql, count_sql = compiler.select(
@@ -1071,6 +1152,7 @@ def plan_search(
         snapshot=snapshot,
         include=query.include,
         revinclude=query.revinclude,
+        compartment=compartment,
     )
 
 
@@ -1099,10 +1181,15 @@ def run_search(connection: sqlite3.Connection, plan: SearchPlan) -> SearchOutcom
     return outcome
 
 
-def _live_join(alias: str, snapshot: int | None) -> str:
+def _live_join(
+    alias: str, snapshot: int | None, compartment: Compartment | None, arguments: list[Any]
+) -> str:
+    """``alias`` is live (in the snapshot, in the compartment); appends its arguments."""
     condition = f"{alias}.deleted = 0"
     if snapshot is not None:
         condition += " AND " + first_written_by(alias, str(int(snapshot)))
+    if compartment is not None:
+        condition += " AND " + compartment_condition(alias, compartment, positional(arguments))
     return condition
 
 
@@ -1122,18 +1209,19 @@ def _include_level(
     for spec in plan.include:
         if not (first or spec.iterate) or spec.source_type not in by_type:
             continue
-        sql = (
-            "SELECT s.ref_type, s.ref_id FROM search_index s JOIN resources t"
-            " ON t.tenant = s.tenant AND t.resource_type = s.ref_type AND t.id = s.ref_id"
-            " WHERE s.tenant = ? AND s.resource_type = ?"
-            " AND s.resource_id IN (SELECT value FROM json_each(?))"
-            f" AND {points_at('s')} AND {_live_join('t', snapshot)}"
-        )
         arguments: list[Any] = [
             plan.tenant,
             spec.source_type,
             json.dumps(by_type[spec.source_type]),
         ]
+        sql = (
+            "SELECT s.ref_type, s.ref_id FROM search_index s JOIN resources t"
+            " ON t.tenant = s.tenant AND t.resource_type = s.ref_type AND t.id = s.ref_id"
+            " WHERE s.tenant = ? AND s.resource_type = ?"
+            " AND s.resource_id IN (SELECT value FROM json_each(?))"
+            f" AND {points_at('s')}"
+            f" AND {_live_join('t', snapshot, plan.compartment, arguments)}"
+        )
         if spec.parameter is not None:
             sql += " AND s.param = ?"
             arguments.append(spec.parameter.code)
@@ -1147,15 +1235,16 @@ def _include_level(
         for kind, ids in by_type.items():
             if spec.target_type is not None and kind != spec.target_type:
                 continue
+            arguments = [plan.tenant, kind, json.dumps(ids)]
             sql = (
                 "SELECT s.resource_type, s.resource_id FROM search_index s JOIN resources u"
                 " ON u.tenant = s.tenant AND u.resource_type = s.resource_type"
                 " AND u.id = s.resource_id"
                 " WHERE s.tenant = ? AND s.ref_type = ?"
                 " AND s.ref_id IN (SELECT value FROM json_each(?))"
-                f" AND {points_at('s')} AND {_live_join('u', snapshot)}"
+                f" AND {points_at('s')}"
+                f" AND {_live_join('u', snapshot, plan.compartment, arguments)}"
             )
-            arguments = [plan.tenant, kind, json.dumps(ids)]
             if spec.source_type != "*":
                 sql += " AND s.resource_type = ?"
                 arguments.append(spec.source_type)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import inspect
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from helios_conformance import (
@@ -35,7 +35,6 @@ from helios_conformance import (
     SearchResult,
     StoredResource,
     TenantContext,
-    Unsupported,
 )
 from helios_conformance.search import SearchParameterRegistry
 from helios_conformance.transactions import (
@@ -138,24 +137,13 @@ def _in_transaction_unit(connection: sqlite3.Connection) -> bool:
     return connection.in_transaction
 
 
-def _refuse_compartments(context: object) -> None:
-    """Refuse a compartment-restricted caller: SQLite does not filter by compartment, and
-    serving such a caller anyway would show it resources outside its compartment."""
-    if isinstance(context, TenantContext) and context.permissions.compartment is not None:
-        raise Unsupported(
-            f"the sqlite backend does not enforce compartment restrictions "
-            f"({context.permissions.compartment}); refusing rather than over-sharing",
-            capability="tenancy.compartment",
-        )
-
-
 def _serialised(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
     @functools.wraps(method)
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         backend = args[0]
         assert isinstance(backend, SQLiteTransactions)
-        _refuse_compartments(args[1] if len(args) > 1 else None)
-        async with backend.transaction_gate.exclusive():
+        context = args[1] if len(args) > 1 else None
+        async with backend.transaction_gate.exclusive(), backend._tenant_scope(context):
             return await method(*args, **kwargs)
 
     call.helios_gated = True  # type: ignore[attr-defined]
@@ -185,6 +173,13 @@ class SQLiteTransactions(FhirTransactionsMixin):
             if inspect.iscoroutinefunction(value) and not getattr(value, "helios_gated", False):
                 setattr(cls, name, _serialised(value))
 
+    @asynccontextmanager
+    async def _tenant_scope(self, context: object) -> AsyncIterator[None]:
+        """Run the block on ``context``'s database (database per tenant mode; the
+        backend overrides it). The shared database needs nothing."""
+        del context
+        yield
+
     @property
     def transaction_gate(self) -> TransactionGate:
         """The gate every call and transaction of this backend runs under."""
@@ -212,7 +207,8 @@ class SQLiteTransactions(FhirTransactionsMixin):
         try:
             backend: SQLiteBackend = self  # type: ignore[assignment]
             transaction = SQLiteTransaction(backend, context, level, dict(self._registries))
-            await backend._hop(_begin_unit)
+            async with self._tenant_scope(context):
+                await backend._hop(_begin_unit)
         except BaseException:
             gate.leave()
             raise
@@ -268,7 +264,9 @@ class SQLiteTransaction:
         except BackendFailure:
             # Some SQLite errors end the whole transaction; later calls must not run
             # (they would autocommit), so find out with one more hop.
-            if not await backend._hop(_in_transaction_unit):
+            async with backend._tenant_scope(self._context):
+                in_transaction = await backend._hop(_in_transaction_unit)
+            if not in_transaction:
                 self._aborted = True
             raise
 
@@ -292,7 +290,8 @@ class SQLiteTransaction:
                 raise BackendFailure(
                     "sqlite rolled this transaction back after an error; nothing was written"
                 )
-            await self._backend._hop(_commit_unit)
+            async with self._backend._tenant_scope(self._context):
+                await self._backend._hop(_commit_unit)
         except BaseException:
             self._restore_registries()
             raise
@@ -309,7 +308,8 @@ class SQLiteTransaction:
             raise InvalidRequest("the transaction is no longer active (committed or rolled back)")
         self._active = False
         try:
-            await self._backend._hop(_rollback_unit)
+            async with self._backend._tenant_scope(self._context):
+                await self._backend._hop(_rollback_unit)
         finally:
             self._restore_registries()
             self._backend.transaction_gate.leave()
