@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -97,16 +97,10 @@ def test_stamp_sets_id_and_meta_keeping_other_meta() -> None:
 
 
 def test_instants_round_trip() -> None:
-    moment = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone_plus(2))
+    moment = datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=2)))
     assert parse_instant(format_instant(moment)) == moment
     with pytest.raises(ValueError, match="timezone-aware"):
         format_instant(datetime(2024, 1, 1))
-
-
-def timezone_plus(hours: int) -> UTC.__class__:
-    from datetime import timezone
-
-    return timezone(timedelta(hours=hours))
 
 
 def test_stored_resource_etag_reference_and_method() -> None:

@@ -23,7 +23,7 @@ from .._errors import InvalidRequest
 from .._resource import Resource, SearchResult, StoredResource
 from .._tenancy import TenantContext, TenantId
 from ..search import SearchParameterRegistry
-from ..transactions import FhirTransactionsMixin, TransactionGate, check_isolation
+from ..transactions import UNGATED_METHODS, FhirTransactionsMixin, check_isolation
 
 if TYPE_CHECKING:
     from ._memory import _Chain, _Version
@@ -49,22 +49,6 @@ MEMORY_TRANSACTION_CAPABILITIES = CapabilityDeclaration.of(
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-# Methods that open their own transaction (or manage the gate) and so must not run
-# under the gate themselves.
-_NOT_SERIALISED = frozenset(
-    {
-        "begin",
-        "close",
-        "transaction",
-        "process_bundle",
-        "conditional_create",
-        "conditional_update",
-        "conditional_delete",
-        "conditional_patch",
-        "patch",
-    }
-)
 
 
 def _serialised(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
@@ -95,18 +79,10 @@ class MemoryTransactions(FhirTransactionsMixin):
         for name, value in list(vars(cls).items()):
             if (
                 not name.startswith("_")
-                and name not in _NOT_SERIALISED
+                and name not in UNGATED_METHODS
                 and inspect.iscoroutinefunction(value)
             ):
                 setattr(cls, name, _serialised(value))
-
-    @property
-    def transaction_gate(self) -> TransactionGate:
-        """The gate every call and transaction of this backend runs under."""
-        gate: TransactionGate | None = self.__dict__.get("_transaction_gate")
-        if gate is None:
-            gate = self.__dict__["_transaction_gate"] = TransactionGate()
-        return gate
 
     async def begin(
         self, context: TenantContext, *, isolation: IsolationLevel = "serializable"

@@ -27,7 +27,7 @@ from ._conditional import (
     patch_in,
 )
 from ._gate import TransactionGate, check_isolation
-from ._mixin import FhirTransactionsMixin
+from ._mixin import UNGATED_METHODS, FhirTransactionsMixin
 from ._patch import (
     FHIRPATH_PATCH_OPERATIONS,
     JSON_PATCH_OPERATIONS,
@@ -41,6 +41,7 @@ __all__ = [
     "JSON_PATCH_OPERATIONS",
     "METHODS",
     "RESULT_PARAMETERS",
+    "UNGATED_METHODS",
     "FhirTransactionsMixin",
     "TransactionGate",
     "apply_fhirpath_patch",

@@ -16,6 +16,23 @@ from ._conditional import (
     conditional_update_in,
     patch_in,
 )
+from ._gate import TransactionGate
+
+UNGATED_METHODS = frozenset(
+    {
+        "begin",
+        "close",
+        "transaction",
+        "process_bundle",
+        "conditional_create",
+        "conditional_update",
+        "conditional_delete",
+        "conditional_patch",
+        "patch",
+    }
+)
+"""Public methods a backend must not run under its :class:`TransactionGate`: they open
+their own transaction (or manage the gate), so gating them would deadlock."""
 
 
 class FhirTransactionsMixin:
@@ -27,6 +44,14 @@ class FhirTransactionsMixin:
     class; a backend may implement any of these calls natively (for example a single
     SQL statement for conditional create) as long as the suites pass.
     """
+
+    @property
+    def transaction_gate(self) -> TransactionGate:
+        """The gate every call and transaction of this backend runs under (one per backend)."""
+        gate: TransactionGate | None = self.__dict__.get("_transaction_gate")
+        if gate is None:
+            gate = self.__dict__["_transaction_gate"] = TransactionGate()
+        return gate
 
     async def begin(
         self, context: TenantContext, *, isolation: IsolationLevel = "serializable"

@@ -38,8 +38,8 @@ from helios_conformance import (
 )
 from helios_conformance.search import SearchParameterRegistry
 from helios_conformance.transactions import (
+    UNGATED_METHODS,
     FhirTransactionsMixin,
-    TransactionGate,
     check_isolation,
 )
 
@@ -70,21 +70,6 @@ SQLITE_TRANSACTION_CAPABILITIES = CapabilityDeclaration.of(
 P = ParamSpec("P")
 T = TypeVar("T")
 
-# Methods that open their own transaction (or manage the gate) and so must not run
-# under the gate themselves.
-_NOT_SERIALISED = frozenset(
-    {
-        "begin",
-        "close",
-        "transaction",
-        "process_bundle",
-        "conditional_create",
-        "conditional_update",
-        "conditional_delete",
-        "conditional_patch",
-        "patch",
-    }
-)
 
 _SAVEPOINT = "helios_unit"
 
@@ -164,7 +149,7 @@ class SQLiteTransactions(FhirTransactionsMixin):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in dir(cls):
-            if name.startswith("_") or name in _NOT_SERIALISED:
+            if name.startswith("_") or name in UNGATED_METHODS:
                 continue
             owner = next(klass for klass in cls.__mro__ if name in vars(klass))
             if owner in SQLiteTransactions.__mro__:
@@ -179,14 +164,6 @@ class SQLiteTransactions(FhirTransactionsMixin):
         backend overrides it). The shared database needs nothing."""
         del context
         yield
-
-    @property
-    def transaction_gate(self) -> TransactionGate:
-        """The gate every call and transaction of this backend runs under."""
-        gate: TransactionGate | None = self.__dict__.get("_transaction_gate")
-        if gate is None:
-            gate = self.__dict__["_transaction_gate"] = TransactionGate()
-        return gate
 
     async def begin(
         self, context: TenantContext, *, isolation: IsolationLevel = "serializable"
