@@ -966,3 +966,37 @@ def test_compartment_restricted_callers_are_refused_not_over_served(
     assert caught.value.capability == "tenancy.compartment"
     with pytest.raises(Unsupported):
         run(backend.search(restricted, "Patient", []))
+
+
+def test_binaries_in_a_private_directory_are_copied_where_the_server_user_reaches_them(
+    tmp_path: Path,
+) -> None:
+    """As root, an installation under a 0700 directory is copied to a shared location."""
+    import os
+    import pwd
+
+    from reference_impl.postgres._server import _bin_dir_for, _reachable_by
+
+    if os.geteuid() != 0:
+        pytest.skip("only root hands the server to another user")
+    try:
+        user = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no 'nobody' user")
+    private = tmp_path / "private"
+    (private / "pginstall" / "bin").mkdir(parents=True)
+    (private / "pginstall" / "lib").mkdir()
+    for name in ("initdb", "postgres"):
+        binary = private / "pginstall" / "bin" / name
+        binary.write_text("#!/bin/sh\n")
+        binary.chmod(0o755)
+    private.chmod(0o700)
+    tmp_path.chmod(0o755)
+    source = private / "pginstall" / "bin"
+    assert not _reachable_by(source / "initdb", user)
+    copied = _bin_dir_for(source, user)
+    assert copied != source
+    assert _reachable_by(copied / "initdb", user)
+    assert (copied.parent / "lib").is_dir()
+    assert _bin_dir_for(source, user) == copied  # reused, not copied again
+    assert _bin_dir_for(source, None) == source  # not root: used where it is

