@@ -598,8 +598,15 @@ class PostgresBackend:
             return tenant_database_name(self._database, tenant)
         return "helios"
 
-    async def _fetch(self, context: TenantContext, sql: str, *args: Any) -> list[asyncpg.Record]:
-        if context.permissions.compartment is not None:
+    async def _fetch(
+        self, context: TenantContext, sql: str, *args: Any, compartment_enforced: bool = False
+    ) -> list[asyncpg.Record]:
+        """Run ``sql`` (``$1`` tenant, ``$2`` schema, then ``args``) on the tenant's pool.
+
+        A path that enforces the caller's compartment restriction itself passes
+        ``compartment_enforced=True``; every other path refuses a restricted caller.
+        """
+        if context.permissions.compartment is not None and not compartment_enforced:
             # Every statement passes here: a compartment-restricted caller is refused
             # before the database is touched, rather than served unfiltered data.
             raise Unsupported(
@@ -612,8 +619,10 @@ class PostgresBackend:
             pool, schema = await self._route(tenant)
             return await pool.fetch(sql, tenant, schema, *args)
 
-    async def _fetchrow(self, context: TenantContext, sql: str, *args: Any) -> asyncpg.Record:
-        rows = await self._fetch(context, sql, *args)
+    async def _fetchrow(
+        self, context: TenantContext, sql: str, *args: Any, compartment_enforced: bool = False
+    ) -> asyncpg.Record:
+        rows = await self._fetch(context, sql, *args, compartment_enforced=compartment_enforced)
         if len(rows) != 1:
             raise BackendFailure(f"postgres returned {len(rows)} rows where one was expected")
         return rows[0]
