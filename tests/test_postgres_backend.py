@@ -48,8 +48,6 @@ from helios_conformance import (
     format_instant,
 )
 from helios_conformance.testing import (
-    MEMORY_CAPABILITIES,
-    MEMORY_SEARCH_CAPABILITIES,
     MemoryBackend,
 )
 from reference_impl.postgres import (
@@ -61,6 +59,7 @@ from reference_impl.postgres import (
 )
 from reference_impl.postgres._backend import tenant_database_name, worker_database_name
 from reference_impl.postgres._schema import APP_ROLE, SCHEMA_VERSION, migrate
+from reference_impl.sqlite import SQLITE_CAPABILITIES
 
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
@@ -187,19 +186,30 @@ def test_import_is_cheap() -> None:
     assert out.strip() == "[]"
 
 
-def test_capabilities_are_memory_plus_tenancy() -> None:
-    """Postgres claims the memory backend's storage capabilities plus its tenancy modes,
-    and of search only what the memory backend also claims."""
-    extra = {
-        "tenancy.isolation",
-        "tenancy.hierarchy",
+def test_capabilities_are_sqlites_plus_the_postgres_tenancy_modes() -> None:
+    """Postgres claims nothing SQLite does not, except the tenancy modes only a server
+    database has; and it claims the storage and transaction guarantees SQLite does."""
+    # SQLite declares database per tenant only when opened in that mode.
+    postgres_only = {
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
     }
-    search = {c for c in POSTGRES_CAPABILITIES.supported if c.startswith("search.")}
-    assert POSTGRES_CAPABILITIES.supported == MEMORY_CAPABILITIES.supported | extra | search
-    assert search <= MEMORY_SEARCH_CAPABILITIES.supported
+    claimed = POSTGRES_CAPABILITIES.supported
+    assert claimed - postgres_only <= SQLITE_CAPABILITIES.supported
+    assert postgres_only <= claimed
+    for area in (
+        "crud.",
+        "versioning.",
+        "history.",
+        "tenancy.",
+        "transactions.",
+        "conditional.",
+        "patch.",
+        "concurrency.",
+    ):
+        sqlite = {c for c in SQLITE_CAPABILITIES.supported if c.startswith(area)}
+        assert sqlite <= claimed, area
 
 
 @pytest.mark.parametrize(
@@ -949,23 +959,154 @@ def test_same_answers_as_the_memory_backend(
     runner.run(compare())
 
 
-def test_compartment_restricted_callers_are_refused_not_over_served(
+def _restricted(compartment: str) -> TenantContext:
+    from helios_conformance import TenantPermissions
+
+    return TenantContext(
+        A.tenant,
+        TenantPermissions.builder().allow_all_operations().in_compartment(compartment).build(),
+    )
+
+
+@pytest.mark.parametrize("tenancy", ["shared", "schema"])
+def test_compartment_restriction_holds_in_every_tenancy_mode(
+    tenancy: str, run: Run[Any], open_backend: Any
+) -> None:
+    """A caller restricted to Patient/p1 reads, counts and writes inside it only."""
+    from helios_conformance import AccessDenied, NotFound
+
+    backend = open_backend(tenancy=tenancy)
+    for pid in ("p1", "p2"):
+        run(backend.create_or_update(A, "Patient", pid, _patient(pid.upper(), pid)))
+        observation = {
+            "resourceType": "Observation",
+            "id": f"o-{pid}",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        run(backend.create_or_update(A, "Observation", f"o-{pid}", observation))
+    restricted = _restricted("Patient/p1")
+    assert run(backend.read(restricted, "Observation", "o-p1")).id == "o-p1"
+    with pytest.raises(NotFound):
+        run(backend.read(restricted, "Observation", "o-p2"))
+    assert run(backend.exists(restricted, "Observation", "o-p2")) is False
+    assert run(backend.count(restricted)) == 2
+    moved = run(backend.read(A, "Observation", "o-p1")).resource
+    assert moved is not None
+    moved["subject"] = {"reference": "Patient/p2"}
+    with pytest.raises(AccessDenied):
+        run(backend.update(restricted, "Observation", "o-p1", moved))
+    assert run(backend.read(A, "Observation", "o-p1")).version_id == "1"
+
+
+def test_transactions_of_one_tenant_serialise_across_processes(
+    run: Run[Any], open_backend: Any, server: _server.Server
+) -> None:
+    """A transaction open in one backend (as one process) makes another process's write
+    of the same tenant wait until it commits, and the write then sees the commit."""
+    first = open_backend()
+    dsn = server.dsn.replace("/postgres?", f"/{first.database}?")
+    if dsn == server.dsn:
+        pytest.skip("cannot rewrite this DSN's database")
+    second = run(open_postgres_backend(BackendConfig(url=dsn, options={"database": "direct"})))
+    try:
+        run(first.create_or_update(A, "Patient", "p", _patient("Zero", "p")))
+
+        async def scenario() -> tuple[bool, str]:
+            tx = await first.begin(A)
+            await tx.update(A, "Patient", "p", _patient("One", "p"))
+            waiting = asyncio.create_task(
+                second.update(A, "Patient", "p", _patient("Two", "p"), expected_version="2")
+            )
+            await asyncio.sleep(0.2)
+            blocked = not waiting.done()
+            await tx.commit()
+            return blocked, (await waiting).version_id
+
+        blocked, version = run(scenario())
+        assert blocked
+        assert version == "3"
+    finally:
+        run(second.close())
+
+
+def test_transactions_of_different_tenants_run_side_by_side(
     run: Run[Any], open_backend: Any
 ) -> None:
-    """Postgres does not filter by compartment, so such a caller gets Unsupported, never data."""
-    from helios_conformance import TenantPermissions, Unsupported
+    """The lock is the tenant's: two tenants' transactions are open at the same time."""
+    backend = open_backend()
+    other = TenantContext.of("other-tenant")
+
+    async def scenario() -> None:
+        both_open = asyncio.Barrier(2)
+
+        async def write(context: TenantContext, family: str) -> None:
+            async with backend.transaction(context) as tx:
+                await tx.create(context, _patient(family))
+                # Each waits here for the other: only possible when both are open.
+                await asyncio.wait_for(both_open.wait(), timeout=5)
+
+        await asyncio.gather(write(A, "A"), write(other, "B"))
+
+    run(scenario())
+    assert run(backend.count(A)) == 1
+    assert run(backend.count(other)) == 1
+
+
+def test_a_write_beside_the_tasks_own_transaction_is_refused_not_deadlocked(
+    run: Run[Any], open_backend: Any
+) -> None:
+    """Writing the tenant outside the transaction this task holds would wait for it
+    forever; it is refused with InvalidRequest and the transaction goes on."""
+    from helios_conformance import InvalidRequest
 
     backend = open_backend()
-    run(backend.create_or_update(A, "Patient", "p1", _patient("One", "p1")))
-    restricted = TenantContext(
-        A.tenant,
-        TenantPermissions.builder().allow_all_operations().in_compartment("Patient/p2").build(),
+
+    async def scenario() -> None:
+        async with backend.transaction(A) as tx:
+            await tx.create(A, _patient("Inside"))
+            with pytest.raises(InvalidRequest, match="through the transaction"):
+                await asyncio.wait_for(backend.create(A, _patient("Outside")), timeout=5)
+            # Reads outside are fine: they see the committed state only.
+            assert await backend.count(A) == 0
+            await tx.create(A, _patient("Inside too"))
+
+    run(scenario())
+    assert run(backend.count(A)) == 2
+
+
+def test_a_failed_statement_aborts_only_its_call(
+    run: Run[Any], open_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call whose statement PostgreSQL rejects fails with BackendFailure and undoes only
+    its own writes (its savepoint); the transaction's earlier writes commit."""
+    from helios_conformance import BackendFailure
+
+    backend = open_backend()
+
+    async def scenario() -> None:
+        async with backend.transaction(A) as tx:
+            await tx.create(A, _patient("Kept"))
+            original = PostgresBackend._fetch
+
+            async def failing(self: PostgresBackend, *args: Any, **kwargs: Any) -> Any:
+                await original(self, *args, **kwargs)
+                return await original(self, args[0], "SELECT $1::text, $2::text, 1 / 0", **kwargs)
+
+            monkeypatch.setattr(PostgresBackend, "_fetch", failing)
+            with pytest.raises(BackendFailure, match="division"):
+                await tx.create(A, _patient("Undone"))
+            monkeypatch.undo()
+            await tx.create(A, _patient("Also kept"))
+
+    run(scenario())
+    families = sorted(
+        entry.resource["name"][0]["family"]
+        for entry in run(backend.history_system(A)).entries
+        if entry.resource is not None
     )
-    with pytest.raises(Unsupported) as caught:
-        run(backend.read(restricted, "Patient", "p1"))
-    assert caught.value.capability == "tenancy.compartment"
-    with pytest.raises(Unsupported):
-        run(backend.search(restricted, "Patient", []))
+    assert families == ["Also kept", "Kept"]
 
 
 def test_binaries_in_a_private_directory_are_copied_where_the_server_user_reaches_them(

@@ -38,8 +38,8 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -50,9 +50,9 @@ from helios_conformance import (
     BackendInfo,
     BackendUnavailable,
     CapabilityDeclaration,
+    Compartment,
     CursorCodec,
     Gone,
-    HeliosError,
     HistoryPage,
     HistoryWindow,
     InvalidResource,
@@ -70,6 +70,7 @@ from helios_conformance import (
     check_id,
     check_resource_type,
     check_version_id,
+    context_compartment,
     history_window,
     stamp,
     validate_resource,
@@ -84,15 +85,24 @@ from helios_conformance.search import (
     validate_search_parameter,
 )
 
+from . import _compartments as compartments
+from ._driver import translate_errors
 from ._pool import Pool
 from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
 from ._search import IndexArrays, build_search, refuse_unsupported
 from ._server import Server, provision
+from ._transactions import (
+    POSTGRES_TRANSACTION_CAPABILITIES,
+    PostgresTransactions,
+    _Binding,
+    refuse_write_beside_own_transaction,
+    run_in_session,
+)
 
 if TYPE_CHECKING:
     import asyncpg
 
-POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
+_POSTGRES_STORAGE_CAPABILITIES = CapabilityDeclaration.of(
     supported=[
         "crud.create",
         "crud.read",
@@ -147,12 +157,14 @@ POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
         "search.total",
     ],
 )
-"""CRUD, versions, history, every tenancy mode, and search without composition.
+"""CRUD, versions, history, every tenancy mode, and search without composition."""
 
-Not declared (refused with Unsupported): the terminology modifiers, ``_elements``,
-``_summary`` other than ``count``, chains, ``_has``, ``_include``, ``_revinclude``,
-``_sort`` and paging.
-"""
+POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
+    supported=_POSTGRES_STORAGE_CAPABILITIES.supported | POSTGRES_TRANSACTION_CAPABILITIES.supported
+)
+"""Everything declared. Not declared (refused with Unsupported): the terminology
+modifiers, ``_elements``, ``_summary`` other than ``count``, chains, ``_has``,
+``_include``, ``_revinclude``, ``_sort`` and paging."""
 
 TENANCY_MODES = ("shared", "schema", "database")
 TEMPLATE_DATABASE = "helios_template"
@@ -381,38 +393,18 @@ def _conflict(
     )
 
 
-# -- the driver boundary ------------------------------------------------------------------
-
-
-@contextmanager
-def _translate_errors() -> Iterator[None]:
-    """Map every asyncpg (and connection) error to :class:`BackendFailure`."""
-    try:
-        yield
-    except HeliosError:
-        raise
-    except Exception as exc:
-        import asyncpg
-
-        if isinstance(exc, asyncpg.PostgresError):
-            raise BackendFailure(
-                f"postgres failed ({exc.sqlstate} {type(exc).__name__}): {exc}"
-            ) from exc
-        if isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError):
-            raise BackendFailure(
-                f"postgres connection failed ({type(exc).__name__}): {exc}"
-            ) from exc
-        raise
-
-
 # -- the backend ---------------------------------------------------------------------------
 
 
-class PostgresBackend:
-    """The contract on PostgreSQL: CRUD, versions, history and search, multi-tenant.
+class PostgresBackend(PostgresTransactions):
+    """The contract on PostgreSQL: CRUD, versions, history, search, transactions,
+    multi-tenant.
 
-    Open it with :func:`open_postgres_backend`.
+    Open it with :func:`open_postgres_backend`. A copy of it bound to one connection
+    in an open transaction (``_binding``) runs the calls of that transaction.
     """
+
+    _binding: _Binding | None = None
 
     def __init__(
         self,
@@ -500,7 +492,7 @@ class PostgresBackend:
         return pool
 
     async def _open_pool(self) -> None:
-        with _translate_errors():
+        with translate_errors():
             self._pool = await self._create_pool(self._database, self._options.pool_size)
 
     async def close(self) -> None:
@@ -515,7 +507,7 @@ class PostgresBackend:
         self._tenant_pools.clear()
         admin, self._admin = self._admin, None
         try:
-            with _translate_errors():
+            with translate_errors():
                 for pool in pools:
                     await pool.close()
                 if admin is not None:
@@ -615,7 +607,15 @@ class PostgresBackend:
                 capability="tenancy.compartment",
             )
         tenant = context.tenant.value
-        with _translate_errors():
+        binding = self._binding
+        with translate_errors():
+            if binding is not None:
+                if binding.tenant != tenant:
+                    raise BackendFailure(
+                        f"a call for tenant {tenant!r} reached the transaction of "
+                        f"tenant {binding.tenant!r}"
+                    )
+                return await binding.connection.fetch(sql, tenant, binding.schema, *args)
             pool, schema = await self._route(tenant)
             return await pool.fetch(sql, tenant, schema, *args)
 
@@ -635,8 +635,12 @@ class PostgresBackend:
         state = self._registries.get(tenant)
         if state is not None:
             return state
+        # Internal (it builds the registry, nothing reaches the caller), so a
+        # compartment-restricted call may load it too.
         rows = await self._fetch(
-            context, "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)"
+            context,
+            "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)",
+            compartment_enforced=True,
         )
         registry = SearchParameterRegistry()
         urls: dict[str, str] = {}
@@ -671,9 +675,33 @@ class PostgresBackend:
         function writes nothing, and the registry is reloaded and the write retried.
         """
         tenant = context.tenant.value
+        compartment = context_compartment(context)
+        if self._binding is None:
+            refuse_write_beside_own_transaction(self, tenant)
+            if compartment is not None:
+                # The check and the write in one transaction under the tenant's lock.
+                return await run_in_session(
+                    self,
+                    context,
+                    lambda view: view._write(
+                        context, mode, resource_type, resource_id, body, expected_version
+                    ),
+                    writer=True,
+                )
         permissions = context.permissions
         for _ in range(_REGISTRY_RETRIES):
             state = await self._registry_state(context)
+            if compartment is not None:
+                await self._check_compartment_write(
+                    context,
+                    compartment,
+                    mode,
+                    resource_type,
+                    resource_id,
+                    body,
+                    expected_version,
+                    state.registry,
+                )
             after = state
             refusal: InvalidResource | None = None
             if resource_type == "SearchParameter":
@@ -710,6 +738,7 @@ class PostgresBackend:
                 refusal is not None,
                 last_updated_param,
                 *arrays.columns(),
+                compartment_enforced=compartment is not None,
             )
             outcome, version_id, last_updated, generation = row[0], row[1], row[2], row[3]
             if outcome == "stale_registry":
@@ -731,6 +760,41 @@ class PostgresBackend:
         raise BackendFailure(
             f"the search parameters of tenant {tenant!r} kept changing while writing "
             f"{resource_type}/{resource_id}; try again"
+        )
+
+    async def _check_compartment_write(
+        self,
+        context: TenantContext,
+        compartment: Compartment,
+        mode: str,
+        resource_type: str,
+        resource_id: str,
+        body: Resource | None,
+        expected_version: str | None,
+        registry: SearchParameterRegistry,
+    ) -> None:
+        """Refuse a write touching a resource outside ``compartment`` (AccessDenied).
+
+        Runs under the tenant's lock, just before the write. As in the memory
+        backend, a write that fails anyway (NotFound, Gone, a version conflict, a
+        delete of nothing) fails with that error, so those cases are left to
+        ``helios.write_version``.
+        """
+        current = await self._fetch(
+            context,
+            "SELECT o_version_id, o_deleted FROM helios.read_current($1, $2, $3, $4)",
+            resource_type,
+            resource_id,
+            compartment_enforced=True,
+        )
+        live = bool(current) and not current[0][1]
+        if mode in ("update", "delete") and (
+            not live or (expected_version is not None and expected_version != str(current[0][0]))
+        ):
+            return
+        body_rows = None if body is None else list(index_resource(body, registry))
+        await compartments.check_write(
+            self, context, compartment, resource_type, resource_id, live, body_rows
         )
 
     @staticmethod
@@ -847,18 +911,31 @@ class PostgresBackend:
         context.require(Operation.READ, resource_type)
         check_resource_type(resource_type)
         check_id(resource_id)
+        compartment = context_compartment(context)
+        if compartment is not None and self._binding is None:
+            return await run_in_session(
+                self,
+                context,
+                lambda view: view.read(context, resource_type, resource_id),
+                writer=False,
+            )
         rows = await self._fetch(
             context,
             "SELECT o_version_id, o_last_updated, o_deleted, o_text"
             " FROM helios.read_current($1, $2, $3, $4)",
             resource_type,
             resource_id,
+            compartment_enforced=compartment is not None,
         )
         if not rows:
             raise _not_found(resource_type, resource_id)
         version_id, last_updated, deleted, text = rows[0]
         if deleted:
             raise _gone(resource_type, resource_id, version_id)
+        if compartment is not None and not await compartments.member_now(
+            self, context, compartment, resource_type, resource_id
+        ):
+            raise compartments.hidden(resource_type, resource_id)
         return _stored(resource_type, resource_id, version_id, last_updated, False, text)
 
     async def vread(
@@ -868,6 +945,14 @@ class PostgresBackend:
         check_version_id(version_id)
         check_resource_type(resource_type)
         check_id(resource_id)
+        compartment = context_compartment(context)
+        if compartment is not None and self._binding is None:
+            return await run_in_session(
+                self,
+                context,
+                lambda view: view.vread(context, resource_type, resource_id, version_id),
+                writer=False,
+            )
         # A 19-digit version id may exceed bigint; no such version can exist.
         wanted = min(int(version_id), _MAX_BIGINT)
         rows = await self._fetch(
@@ -877,6 +962,7 @@ class PostgresBackend:
             resource_type,
             resource_id,
             wanted,
+            compartment_enforced=compartment is not None,
         )
         if not rows:
             raise _not_found(resource_type, resource_id)
@@ -888,24 +974,49 @@ class PostgresBackend:
                 resource_id=resource_id,
                 version_id=version_id,
             )
+        if compartment is not None:
+            registry = (await self._registry_state(context)).registry
+            version = (resource_type, resource_id, wanted, bool(deleted), text)
+            if not await compartments.version_in(self, context, compartment, registry, version):
+                raise compartments.hidden(resource_type, resource_id)
         return _stored(resource_type, resource_id, wanted, last_updated, deleted, text)
 
     async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
         context.require(Operation.READ, resource_type)
         check_resource_type(resource_type)
         check_id(resource_id)
+        compartment = context_compartment(context)
+        if compartment is not None and self._binding is None:
+            return await run_in_session(
+                self,
+                context,
+                lambda view: view.exists(context, resource_type, resource_id),
+                writer=False,
+            )
         row = await self._fetchrow(
             context,
             "SELECT helios.resource_exists($1, $2, $3, $4)",
             resource_type,
             resource_id,
+            compartment_enforced=compartment is not None,
         )
+        if compartment is not None and row[0]:
+            return await compartments.member_now(
+                self, context, compartment, resource_type, resource_id
+            )
         return bool(row[0])
 
     async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
         context.require(Operation.READ, resource_type)
         if resource_type is not None:
             check_resource_type(resource_type)
+        compartment = context_compartment(context)
+        if compartment is not None:
+            if self._binding is None:
+                return await run_in_session(
+                    self, context, lambda view: view.count(context, resource_type), writer=False
+                )
+            return await compartments.count_members(self, context, compartment, resource_type)
         row = await self._fetchrow(context, "SELECT helios.count_live($1, $2, $3)", resource_type)
         return int(row[0])
 
@@ -919,6 +1030,8 @@ class PostgresBackend:
         resource_id: str | None,
         before_sequence: int | None,
         limit: int,
+        *,
+        compartment_enforced: bool = False,
     ) -> list[asyncpg.Record]:
         return await self._fetch(
             context,
@@ -930,6 +1043,7 @@ class PostgresBackend:
             window.since,
             window.before,
             limit,
+            compartment_enforced=compartment_enforced,
         )
 
     async def _history(
@@ -942,7 +1056,30 @@ class PostgresBackend:
         resource_id: str | None,
     ) -> HistoryPage:
         # The same scope string as the memory backend: tenant, target and window.
-        scope = f"{context.tenant}|{scope}|{window.scope()}"
+        full_scope = f"{context.tenant}|{scope}|{window.scope()}"
+        compartment = context_compartment(context)
+        if compartment is not None:
+            if self._binding is None:
+                return await run_in_session(
+                    self,
+                    context,
+                    lambda view: view._history(
+                        context, scope, window, cursor, resource_type, resource_id
+                    ),
+                    writer=False,
+                )
+            rows, next_cursor = await compartments.restricted_history(
+                self,
+                context,
+                compartment,
+                full_scope,
+                window,
+                cursor,
+                resource_type,
+                resource_id,
+            )
+            return HistoryPage(tuple(_stored(*row[1:]) for row in rows), next_cursor)
+        scope = full_scope
         before_sequence = None
         if cursor is not None:
             try:
@@ -1210,7 +1347,7 @@ async def open_postgres_backend(config: BackendConfig) -> PostgresBackend:
             raise BackendUnavailable(
                 f"cannot connect to the PostgreSQL server ({server.description}): {exc}"
             ) from exc
-        with _translate_errors():
+        with translate_errors():
             server_version = str(await admin.fetchval("SHOW server_version"))
             if options.database == "direct":
                 database = str(await admin.fetchval("SELECT current_database()"))

@@ -125,6 +125,16 @@ class Pool:
         status: str = await self._run("execute", sql, *args)
         return status
 
+    async def acquire(self) -> asyncpg.Connection:
+        """Take a connection for several statements (a transaction); give it back with
+        :meth:`release`."""
+        return await self._acquire()
+
+    def release(self, connection: asyncpg.Connection, *, healthy: bool) -> None:
+        """Give back a connection from :meth:`acquire`; one in an unknown state
+        (``healthy=False``) is terminated rather than reused."""
+        self._release(connection, healthy=healthy)
+
     async def close(self) -> None:
         """Close the idle connections; connections in use are closed when returned."""
         self._closed = True
