@@ -1,8 +1,9 @@
-"""Transaction benchmark for the SQLite reference backend (not a timed test).
+"""Transaction benchmark for the SQLite and PostgreSQL reference backends (not a timed test).
 
-Run ``python -m benchmarks.transactions_bench [--runs N] [--singles N]``. It reports,
-in one run on one machine, on a WAL file database (``synchronous=NORMAL``, the
-backend's own settings):
+Run ``python -m benchmarks.transactions_bench [--backend sqlite|postgres] [--runs N]
+[--singles N] [--url DSN]``. It reports, in one run on one machine, on a WAL file
+database (``synchronous=NORMAL``, the backend's own settings) or on PostgreSQL (the
+``--url`` server, else a throwaway one as the suites use):
 
 - **100-entry transaction Bundles** through ``process_bundle`` (p50/p95 over
   ``--runs`` Bundles): per Bundle a quarter of the entries are Patient POSTs with a
@@ -16,7 +17,9 @@ backend's own settings):
 - next to the **raw single-row commit floor** measured in the same run: a plain
   ``sqlite3`` connection to another file in the same directory, WAL,
   ``synchronous=NORMAL``, ``BEGIN IMMEDIATE; INSERT`` one resource row ``; COMMIT``,
-  ``--singles`` times, in commits per second.
+  ``--singles`` times, in commits per second; on PostgreSQL a plain asyncpg
+  connection to the same database, ``BEGIN; INSERT`` one row into a table of the same
+  shape ``; COMMIT`` (three round trips, as few as a client can make).
 
 "per second" is the number timed over the sum of their latencies (building each
 Bundle is not timed). Every Bundle's response is checked (the expected status per
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sqlite3
 import tempfile
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from helios_conformance import BackendConfig, TenantContext
+from reference_impl.postgres import PostgresBackend, open_postgres_backend
 from reference_impl.sqlite import open_sqlite_backend
 
 TENANT = TenantContext.of("bench")
@@ -177,6 +182,33 @@ def raw_floor(path: Path, commits: int, body: str) -> list[float]:
         connection.close()
 
 
+async def raw_postgres_floor(backend: PostgresBackend, commits: int, body: str) -> list[float]:
+    """``commits`` single-row write transactions on a plain asyncpg connection (ms each)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(**backend.connect_kwargs())
+    table = f"public.raw_floor_{uuid.uuid4().hex[:8]}"
+    try:
+        await connection.execute(
+            f"CREATE TABLE {table} (tenant text NOT NULL, resource_type text NOT NULL,"
+            " id text NOT NULL, version_id bigint NOT NULL, last_updated timestamptz NOT NULL,"
+            " deleted boolean NOT NULL, resource_text text,"
+            " PRIMARY KEY (tenant, resource_type, id))"
+        )
+        insert = f"INSERT INTO {table} VALUES ('bench', 'Patient', $1, 1, now(), false, $2)"
+        timings = []
+        for number in range(commits):
+            start = time.perf_counter()
+            await connection.execute("BEGIN")
+            await connection.execute(insert, f"raw{number:08d}", body)
+            await connection.execute("COMMIT")
+            timings.append((time.perf_counter() - start) * 1000)
+        await connection.execute(f"DROP TABLE {table}")
+        return timings
+    finally:
+        await connection.close()
+
+
 def _row(name: str, timings: Sequence[float]) -> str:
     total = sum(timings) / 1000
     return (
@@ -186,10 +218,25 @@ def _row(name: str, timings: Sequence[float]) -> str:
 
 
 async def run(
-    directory: Path, entries: int, runs: int, singles: int, matched: float, seed: int
+    directory: Path,
+    entries: int,
+    runs: int,
+    singles: int,
+    matched: float,
+    seed: int,
+    backend_name: str = "sqlite",
+    url: str | None = None,
 ) -> None:
-    database = directory / "transactions-bench.sqlite3"
-    backend = await open_sqlite_backend(BackendConfig(url=str(database)))
+    body = json.dumps(patient("RAW00000000", random.Random(seed + 2)))
+    if backend_name == "postgres":
+        backend: Any = await open_postgres_backend(
+            BackendConfig(url=url, worker_id=f"txbench{os.getpid()}")
+        )
+        floor_name = "raw floor: BEGIN; INSERT; COMMIT (asyncpg)"
+    else:
+        database = directory / "transactions-bench.sqlite3"
+        backend = await open_sqlite_backend(BackendConfig(url=str(database)))
+        floor_name = "raw floor: BEGIN IMMEDIATE; INSERT; COMMIT"
     try:
         maker = BundleMaker(entries, matched, seed)
         print(
@@ -236,14 +283,17 @@ async def run(
             if number >= 20:
                 single_timings.append(elapsed)
         stored = await backend.count(TENANT)
+        if backend_name == "postgres":
+            await raw_postgres_floor(backend, 20, body)
+            floor_timings = await raw_postgres_floor(backend, singles, body)
     finally:
         await backend.close()
 
-    body = json.dumps(patient("RAW00000000", random.Random(seed + 2)))
-    raw_floor(directory / "warm.sqlite3", 20, body)
-    floor_timings = raw_floor(directory / "raw-floor.sqlite3", singles, body)
+    if backend_name != "postgres":
+        raw_floor(directory / "warm.sqlite3", 20, body)
+        floor_timings = raw_floor(directory / "raw-floor.sqlite3", singles, body)
 
-    print(f"\n{stored:,} resources stored by the backend at the end")
+    print(f"\n{stored:,} resources stored by the {backend_name} backend at the end")
     print(f"{'milliseconds':44} {'p50':>9} {'p95':>9} {'per second':>10}")
     print(_row(f"transaction Bundle, {entries} entries", bundle_timings))
     per_entry = [t / entries for t in bundle_timings]
@@ -251,7 +301,7 @@ async def run(
         f"{'  (per entry)':44} {percentile(per_entry, 0.5):9.3f} {percentile(per_entry, 0.95):9.3f}"
     )
     print(_row("single-resource create transaction", single_timings))
-    print(_row("raw floor: BEGIN IMMEDIATE; INSERT; COMMIT", floor_timings))
+    print(_row(floor_name, floor_timings))
     ratio = (len(floor_timings) / sum(floor_timings)) / (len(single_timings) / sum(single_timings))
     print(f"\nsingle-resource create transactions: {ratio:.1f}x slower than the raw commit floor")
 
@@ -269,6 +319,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--matched", type=float, default=0.2, help="share of conditional creates that match"
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--url", help="postgres: a postgresql:// DSN (default: a throwaway local server)"
+    )
     parser.add_argument(
         "--directory", type=Path, help="where the SQLite files go (default: a temporary one)"
     )
@@ -286,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 arguments.singles,
                 arguments.matched,
                 arguments.seed,
+                arguments.backend,
+                arguments.url,
             )
         )
 

@@ -18,8 +18,9 @@ using the database:
 The calls of a transaction are the backend's own calls, run by a *view* of the backend
 bound to the transaction's connection (``PostgresBackend._binding``): the same one
 statement per call, on that connection instead of the pool. Each call runs inside a
-``SAVEPOINT``, so a call that fails undoes only its own writes and the transaction
-stays usable, as the contract asks; calls of one transaction run one at a time (one
+``SAVEPOINT`` (made in the same round trip that releases the previous call's), so a
+call that fails undoes only its own writes and the transaction stays usable, as the
+contract asks; calls of one transaction run one at a time (one
 connection runs one statement at a time). Custom SearchParameters written inside a
 transaction go to the view's own registry cache; the backend's cache of the tenant is
 dropped on commit (reloaded on next use) and untouched on rollback.
@@ -113,6 +114,9 @@ class _Binding:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     active: bool = True
     aborted: bool = False
+    # Whether the call savepoint exists: the next call releases and re-establishes
+    # it in one round trip, and COMMIT releases the last one.
+    savepoint: bool = False
     id: int = field(default_factory=lambda: next(_BINDING_IDS))
 
     @classmethod
@@ -333,20 +337,23 @@ class PostgresTransaction:
             self._check(context)
             connection = binding.connection
             with translate_errors():
-                await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
+                if binding.savepoint:
+                    # The previous call's savepoint goes as this call's is made.
+                    await connection.execute(
+                        f"RELEASE SAVEPOINT {_SAVEPOINT}; SAVEPOINT {_SAVEPOINT}"
+                    )
+                else:
+                    await connection.execute(f"SAVEPOINT {_SAVEPOINT}")
+                    binding.savepoint = True
             try:
-                result = await call(self._view)
+                return await call(self._view)
             except BaseException:
                 try:
-                    await connection.execute(
-                        f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}"
-                    )
+                    # The savepoint stays established; the next call releases it.
+                    await connection.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
                 except BaseException:
                     binding.aborted = True
                 raise
-            with translate_errors():
-                await connection.execute(f"RELEASE SAVEPOINT {_SAVEPOINT}")
-            return result
 
     def _forget(self) -> None:
         _HELD.set(tuple(held for held in _HELD.get() if held.active))
