@@ -257,6 +257,11 @@ class LocalServer:
             "full_page_writes=off",
             "-c",
             "max_connections=200",
+            # Tables grow from nothing in seconds here: without fresh statistics the
+            # planner walks the id-order index for a selective search (measured: 6 ms
+            # instead of 0.4 ms per conditional-create search in a 100-entry Bundle).
+            "-c",
+            "autovacuum_naptime=5s",
         ]
         log = self.log.open("ab")
         try:
