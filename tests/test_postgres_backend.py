@@ -202,6 +202,26 @@ def test_capabilities_are_memory_plus_tenancy() -> None:
     assert search <= MEMORY_SEARCH_CAPABILITIES.supported
 
 
+def test_search_capabilities_are_the_sqlite_backends() -> None:
+    """Postgres declares search composition exactly as SQLite does: chains, _has,
+    includes, sort, both paging forms and subsetting; terminology modifiers neither."""
+    from reference_impl.sqlite import SQLITE_CAPABILITIES
+
+    def search(declared: frozenset[str]) -> set[str]:
+        return {c for c in declared if c.startswith("search.")}
+
+    assert search(POSTGRES_CAPABILITIES.supported) == search(SQLITE_CAPABILITIES.supported)
+    assert {
+        "search.chain",
+        "search.has",
+        "search.include.iterate",
+        "search.revinclude",
+        "search.sort.multi",
+        "search.paging.cursor",
+        "search.summary",
+    } <= POSTGRES_CAPABILITIES.supported
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -952,11 +972,13 @@ def test_same_answers_as_the_memory_backend(
 def test_compartment_restricted_callers_are_refused_not_over_served(
     run: Run[Any], open_backend: Any
 ) -> None:
-    """Postgres does not filter by compartment, so such a caller gets Unsupported, never data."""
+    """Paths that do not filter by compartment refuse such a caller (Unsupported, never
+    data); search filters, so it answers with the compartment's resources only."""
     from helios_conformance import TenantPermissions, Unsupported
 
     backend = open_backend()
     run(backend.create_or_update(A, "Patient", "p1", _patient("One", "p1")))
+    run(backend.create_or_update(A, "Patient", "p2", _patient("Two", "p2")))
     restricted = TenantContext(
         A.tenant,
         TenantPermissions.builder().allow_all_operations().in_compartment("Patient/p2").build(),
@@ -964,8 +986,7 @@ def test_compartment_restricted_callers_are_refused_not_over_served(
     with pytest.raises(Unsupported) as caught:
         run(backend.read(restricted, "Patient", "p1"))
     assert caught.value.capability == "tenancy.compartment"
-    with pytest.raises(Unsupported):
-        run(backend.search(restricted, "Patient", []))
+    assert list(run(backend.search(restricted, "Patient", [])).ids) == ["p2"]
 
 
 def test_binaries_in_a_private_directory_are_copied_where_the_server_user_reaches_them(

@@ -760,36 +760,58 @@ def test_same_matches_as_the_memory_backend(
     runner.run(compare())
 
 
-def test_migration_2_reaches_existing_tenant_schemas(
-    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A database at version 1 with a tenant schema gets search tables there too."""
+def _tenant_schema_from_version(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch, version: int
+) -> dict[str, list[str]]:
+    """Migrate a new database to ``version``, create tenant schema 'old', migrate to the
+    newest version, create tenant schema 'new'; return each search_index's indexes."""
     from reference_impl.postgres import _schema
 
     name = f"m{uuid.uuid4().hex[:12]}"
 
-    async def scenario() -> list[str]:
+    async def scenario() -> dict[str, list[str]]:
         admin = await asyncpg.connect(dsn=server.dsn)
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
             connection = await asyncpg.connect(dsn=server.dsn, database=name)
             try:
-                monkeypatch.setattr(_schema, "SCHEMA_VERSION", 1)
-                assert await _schema.migrate(connection) == 1
-                schema = await connection.fetchval("SELECT helios.ensure_tenant_schema('old')")
+                monkeypatch.setattr(_schema, "SCHEMA_VERSION", version)
+                assert await _schema.migrate(connection) == version
+                old = await connection.fetchval("SELECT helios.ensure_tenant_schema('old')")
                 monkeypatch.undo()
-                assert await _schema.migrate(connection) == 1
+                assert await _schema.migrate(connection) == _schema.SCHEMA_VERSION - version
                 new = await connection.fetchval("SELECT helios.ensure_tenant_schema('new')")
                 rows = await connection.fetch(
-                    "SELECT table_schema FROM information_schema.tables"
-                    " WHERE table_name = 'search_index' ORDER BY 1"
+                    "SELECT schemaname, indexname FROM pg_indexes"
+                    " WHERE tablename = 'search_index' ORDER BY 1, 2"
                 )
-                assert sorted([schema, new, "helios"]) == [row[0] for row in rows]
-                return [row[0] for row in rows]
+                indexes: dict[str, list[str]] = {}
+                for row in rows:
+                    indexes.setdefault(row[0], []).append(row[1])
+                assert sorted(indexes) == sorted([old, new, "helios"])
+                return indexes
             finally:
                 await connection.close()
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
 
-    assert len(run(scenario())) == 3
+    return run(scenario())
+
+
+def test_migration_2_reaches_existing_tenant_schemas(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 1 with a tenant schema gets search tables there too."""
+    indexes = _tenant_schema_from_version(run, server, monkeypatch, 1)
+    assert len(indexes) == 3
+    assert all("search_index_code" in names for names in indexes.values())
+
+
+def test_migration_3_reaches_existing_tenant_schemas(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 2 with a tenant schema gets the _revinclude index there too."""
+    indexes = _tenant_schema_from_version(run, server, monkeypatch, 2)
+    assert len(indexes) == 3
+    assert all("search_index_referenced" in names for names in indexes.values()), indexes
