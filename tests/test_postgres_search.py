@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from helios_conformance import BackendConfig, HeliosError, TenantContext
+from helios_conformance import BackendConfig, HeliosError, TenantContext, TenantPermissions
 from helios_conformance.search import parse_query, parse_text_query, text_matches, tokenize
 from helios_conformance.testing import MemoryBackend
 from reference_impl.postgres import PostgresBackend, _server, open_postgres_backend
@@ -410,6 +410,135 @@ def test_schema_tenancy_has_its_own_index_tables(run: Run[Any], server: _server.
         assert rows[0][0] == 1
     finally:
         run(schema_backend.close())
+
+
+# -- compartment restriction ---------------------------------------------------------
+
+
+def _observation(resource_id: str, code: str, **references: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+    }
+    for field_name, reference in references.items():
+        value = {"reference": reference}
+        body[field_name] = [value] if field_name in ("performer", "hasMember", "focus") else value
+    return body
+
+
+# Patient/p1's compartment holds p1, o1 and o4 (subject p1) and o3 (performer p1); not
+# p2, o2 (subject p2), o5 (only its focus is p1: focus is no compartment parameter) or
+# the Organization (no Organization is in a Patient compartment).
+_COMPARTMENT_DATA = [
+    _patient("p1", "One", managingOrganization={"reference": "Organization/org1"}),
+    _patient("p2", "Two"),
+    {"resourceType": "Organization", "id": "org1", "name": "Acme"},
+    _observation("o1", "1234-5", subject="Patient/p1"),
+    _observation("o2", "1234-5", subject="Patient/p2"),
+    _observation("o3", "1234-5", subject="Patient/p2", performer="Patient/p1"),
+    _observation("o4", "1234-5", subject="Patient/p1", hasMember="Observation/o2"),
+    _observation("o5", "9999-9", subject="Patient/p2", focus="Patient/p1"),
+]
+
+# (type, query) -> (ids, included, total) for a caller restricted to Patient/p1, and
+# what an unrestricted caller gets where it differs (so each case can tell them apart).
+_COMPARTMENT_CASES: list[tuple[str, str, tuple[Any, ...], tuple[Any, ...] | None]] = [
+    (
+        "Observation",
+        "code=1234-5&_total=accurate",
+        (["o1", "o3", "o4"], [], 3),
+        (["o1", "o2", "o3", "o4"], [], 4),
+    ),
+    ("Observation", "subject.family=Two", ([], [], None), (["o2", "o3", "o5"], [], None)),
+    ("Observation", "subject.family=One", (["o1", "o4"], [], None), None),
+    ("Patient", "_has:Observation:focus:code=9999-9", ([], [], None), (["p1"], [], None)),
+    ("Patient", "_has:Observation:performer:code=1234-5", (["p1"], [], None), None),
+    (
+        "Observation",
+        "_id=o1,o2,o3&_include=Observation:subject",
+        (["o1", "o3"], ["Patient/p1"], None),
+        (["o1", "o2", "o3"], ["Patient/p1", "Patient/p2"], None),
+    ),
+    (
+        "Patient",
+        "_id=p1&_revinclude=*",
+        (["p1"], ["Observation/o1", "Observation/o3", "Observation/o4"], None),
+        (
+            ["p1"],
+            ["Observation/o1", "Observation/o3", "Observation/o4", "Observation/o5"],
+            None,
+        ),
+    ),
+    (
+        "Observation",
+        "_id=o4&_include:iterate=Observation:has-member",
+        (["o4"], [], None),
+        (["o4"], ["Observation/o2"], None),
+    ),
+    (
+        "Patient",
+        "_include=Patient:organization",
+        (["p1"], [], None),
+        (["p1", "p2"], ["Organization/org1"], None),
+    ),
+]
+
+
+def _restricted(context: TenantContext, compartment: str) -> TenantContext:
+    permissions = TenantPermissions.builder().allow_all_operations().in_compartment(compartment)
+    return TenantContext(context.tenant, permissions.build())
+
+
+async def _compartment_answer(
+    target: Any, context: TenantContext, resource_type: str, query: str
+) -> tuple[Any, ...]:
+    pairs = [(name, value) for name, _, value in (p.partition("=") for p in query.split("&"))]
+    result = await target.search(context, resource_type, pairs)
+    return list(result.ids), sorted(result.included_references), result.total
+
+
+def test_a_compartment_restricted_search_sees_only_the_compartment(
+    run: Run[Any], backend: PostgresBackend
+) -> None:
+    """Outside the caller's compartment nothing matches, resolves a chain or _has, or is
+    included; the answers are exactly the in-memory backend's (compartmentdefinition.html)."""
+    memory = MemoryBackend()
+    a = _tenant()
+    restricted = _restricted(a, "Patient/p1")
+    for body in _COMPARTMENT_DATA:
+        for target in (memory, backend):
+            run(target.create_or_update(a, body["resourceType"], body["id"], body))
+    for resource_type, query, inside, everyone in _COMPARTMENT_CASES:
+        got = run(_compartment_answer(backend, restricted, resource_type, query))
+        assert got == inside, f"{resource_type}?{query}"
+        assert got == run(_compartment_answer(memory, restricted, resource_type, query))
+        unrestricted = run(_compartment_answer(backend, a, resource_type, query))
+        assert unrestricted == (inside if everyone is None else everyone), query
+
+
+def test_compartment_cursor_pages_stay_in_the_compartment(
+    run: Run[Any], backend: PostgresBackend
+) -> None:
+    """Cursor pages of a restricted caller cover the compartment's matches once, in order."""
+    a = _tenant()
+    restricted = _restricted(a, "Patient/p1")
+    for body in _COMPARTMENT_DATA:
+        run(backend.create_or_update(a, body["resourceType"], body["id"], body))
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        result = run(
+            backend.search(
+                restricted, "Observation", [("_sort", "-_id"), ("_count", "2")], cursor=cursor
+            )
+        )
+        pages.append(list(result.ids))
+        cursor = result.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["o4", "o3"], ["o1"]]
 
 
 # -- full-text literals ------------------------------------------------------------------
