@@ -388,14 +388,19 @@ class BuiltSearch:
 def points_at(alias: str) -> str:
     """Row ``alias`` of ``search_index`` points at ``ref_type/ref_id`` on this server.
 
-    As ``points_at`` of the harness: a reference row (not a composite component) with
-    a type and an id whose reference is relative (not ``#contained``, no scheme).
+    As ``points_at`` of the harness: a reference row (not a composite component) whose
+    reference is relative (not ``#contained``, no scheme). That ``ref_type`` and
+    ``ref_id`` are set is left to the caller, which always equates both with something
+    (so neither is NULL): stated here too, the planner would multiply in their rarity
+    among all rows a second time and underestimate a hop by orders of magnitude.
+    ``NOT LIKE`` rather than ``starts_with``/``strpos`` for the same reason: a pattern
+    is estimated from the column's statistics, a function's result compared with a
+    constant is taken to be rare.
     """
     return (
         f"{alias}.type = 'reference' AND {alias}.component IS NULL"
-        f" AND {alias}.ref_type IS NOT NULL AND {alias}.ref_id IS NOT NULL"
-        f" AND NOT starts_with(coalesce({alias}.exact, ''), '#')"
-        f" AND strpos(coalesce({alias}.exact, ''), ':') = 0"
+        f" AND ({alias}.exact IS NULL OR ({alias}.exact NOT LIKE '#%'"
+        f" AND {alias}.exact NOT LIKE '%:%'))"
     )
 
 
@@ -1313,8 +1318,10 @@ def build_search(
             ' ORDER BY r.tenant, r.resource_type, r.id COLLATE "C"'
             f" LIMIT {limit} OFFSET {int(offset)}"
         )
+    # Not MATERIALIZED: inlined when only the output reads it (no includes), kept
+    # once when the includes read it too (PostgreSQL's rule for CTEs).
     ctes.append(
-        f"page AS MATERIALIZED (SELECT x.*, row_number() OVER"
+        f"page AS (SELECT x.*, row_number() OVER"
         f" (ORDER BY {_order('x', query.sort, kinds)}) AS position FROM ({page_rows}) x)"
     )
     key_arrays = ", ".join(
@@ -1340,7 +1347,10 @@ def build_search(
             f"seed AS (SELECT {b.type}::text AS kind, p.id::text AS id FROM page p"
             f" WHERE p.position <= {query.page_size})"
         )
-        level = b.include_level(query)
+        # OFFSET 0 keeps the level a subquery run per frontier resource (one index
+        # probe each); flattened, the planner may merge-join a whole parameter's
+        # reference rows in key order instead, reading far more than a page needs.
+        level = f"SELECT * FROM ({b.include_level(query)}) l OFFSET 0"
         if any(spec.iterate for spec in (*query.include, *query.revinclude)):
             # Each step applies the :iterate specs to what the last one added; UNION
             # drops what was already found, so cycles end.
