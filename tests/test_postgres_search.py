@@ -192,7 +192,16 @@ def test_each_write_and_search_is_one_statement(
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org"},
         "text": {"status": "generated", "div": "<div>heart rate</div>"},
+        "subject": {"reference": "Patient/p1"},
     }
+    composed = [
+        ("_has:Observation:subject:code", "8867-4"),
+        ("_revinclude:iterate", "Observation:subject"),
+        ("_include:iterate", "Observation:has-member"),
+        ("_sort", "-family,birthdate"),
+        ("_total", "accurate"),
+        ("_count", "1"),
+    ]
     calls: list[Callable[[], Awaitable[Any]]] = [
         lambda: backend.create(a, observation),
         lambda: backend.create_or_update(a, "Patient", "p1", _patient("p1", "Lee")),
@@ -200,15 +209,20 @@ def test_each_write_and_search_is_one_statement(
         lambda: backend.search(a, "Patient", [("family", "brown"), ("_total", "accurate")]),
         lambda: backend.search(a, "Observation", [("_text", "heart"), ("code", "8867-4")]),
         lambda: backend.search(a, "Patient", [("_summary", "count")]),
+        # Composition: the page, its includes (iterated) and the total, one statement.
+        lambda: backend.search(a, "Patient", composed),
         lambda: backend.delete(a, "Patient", "p1"),
     ]
     counts = []
+    results = []
     for call in calls:
         statements.clear()
-        run(call())
+        results.append(run(call()))
         counts.append(len(statements))
     assert counts == [1] * len(calls)
     assert all("helios." in sql for sql in statements)
+    page = results[-2]
+    assert (list(page.ids), page.total, len(page.included)) == (["p1"], 1, 1)
 
 
 def test_row_level_security_covers_the_index_tables(
