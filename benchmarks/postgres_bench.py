@@ -31,6 +31,15 @@ floor measured in the same run on the same server:
   policy, no EXISTS). The dataset is loaded by a bulk path, not by creates: resources
   by ``COPY``, their index rows computed with the backend's own indexing code in
   worker processes and written by ``helios.replace_index`` (what reindex uses).
+* **composition** over ``--observation-ratio`` Observations per Patient (default 0.5,
+  subjects spread evenly): first-page latency p50/p95 of a chained search
+  (``Observation?subject:Patient.family=Family12``) and of a ``_revinclude`` search
+  (``Patient?family=Family12&_revinclude=Observation:subject``: the page of Patients
+  and their Observations), each through ``backend.search`` vs a hand-written asyncpg
+  join returning the same resources (for the chain, Observations whose subject row
+  points into the Patients' family index rows; for ``_revinclude``, the page of
+  Patients and the Observations pointing at them, in one statement; no function, no
+  security policy, no liveness check of the hops).
 """
 
 from __future__ import annotations
@@ -165,14 +174,26 @@ async def _rate(total: int, concurrency: int, one: Callable[[int], Awaitable[obj
 def _row(tenant: str, n: int, body: dict[str, Any]) -> tuple[Any, ...]:
     resource_id = str(uuid.uuid4())
     moment = datetime.now(UTC)
+    kind = body.get("resourceType", "Patient")
     stamped = {
-        "resourceType": "Patient",
+        "resourceType": kind,
         "id": resource_id,
         "meta": {"versionId": "1", "lastUpdated": format_instant(moment)},
         **body,
     }
     text = json.dumps(stamped, ensure_ascii=False)
-    return (tenant, "Patient", resource_id, 1, moment, False, text)
+    return (tenant, kind, resource_id, 1, moment, False, text)
+
+
+def _observation(n: int, subject_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+        "subject": {"reference": f"Patient/{subject_id}"},
+        "effectiveDateTime": f"2020-0{1 + n % 9}-1{n % 10}",
+        "valueQuantity": {"value": 50 + n % 50, "unit": "kg"},
+    }
 
 
 async def run(args: argparse.Namespace) -> list[Figure]:
@@ -428,8 +449,19 @@ def _index_chunk(texts: list[str]) -> tuple[list[Any], ...]:
     return (arrays.owner, *arrays.columns())
 
 
-async def _load_search_dataset(raw: Any, tenant: str, count: int) -> None:
-    rows = [_row(tenant, n, _patient(n)) for n in range(count)]
+def _search_rows(tenant: str, count: int, observation_ratio: float) -> list[tuple[Any, ...]]:
+    """``count`` Patients, then ``count * observation_ratio`` Observations, the k-th
+    with subject Patient number ``k * 7919 % count`` (spread evenly, reproducibly)."""
+    patients = [_row(tenant, n, _patient(n)) for n in range(count)]
+    observations = [
+        _row(tenant, k, _observation(k, patients[k * 7919 % count][2]))
+        for k in range(int(count * observation_ratio))
+    ]
+    return patients + observations
+
+
+async def _load_search_dataset(raw: Any, rows: list[tuple[Any, ...]]) -> None:
+    count = len(rows)
     columns = ["tenant", "resource_type", "id", "version_id", "last_updated", "deleted"]
     async with raw.transaction():
         await raw.copy_records_to_table(
@@ -458,7 +490,7 @@ async def _load_search_dataset(raw: Any, tenant: str, count: int) -> None:
                 "SELECT helios.replace_index($1, NULL, 0, $2, $3, $4, $5"
                 + "".join(f", ${n}" for n in range(6, 28))
                 + ")",
-                tenant,
+                batch[0][0],
                 [row[1] for row in batch],
                 [row[2] for row in batch],
                 [row[3] for row in batch],
@@ -471,10 +503,12 @@ async def _load_search_dataset(raw: Any, tenant: str, count: int) -> None:
 async def _searches(backend: PostgresBackend, raw: Any, args: argparse.Namespace) -> list[Figure]:
     tenant = TenantContext.of(f"search-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
-    await _load_search_dataset(raw, tenant.tenant.value, args.search_resources)
+    rows = _search_rows(tenant.tenant.value, args.search_resources, args.observation_ratio)
+    await _load_search_dataset(raw, rows)
+    observations = len(rows) - args.search_resources
     print(
-        f"search dataset: {args.search_resources:,} Patients loaded and indexed in "
-        f"{time.perf_counter() - started:.1f} s"
+        f"search dataset: {args.search_resources:,} Patients and {observations:,} Observations"
+        f" loaded and indexed in {time.perf_counter() - started:.1f} s"
     )
     figures: list[Figure] = []
     for label, parameters, condition, values in _SEARCHES:
@@ -520,6 +554,96 @@ async def _searches(backend: PostgresBackend, raw: Any, args: argparse.Namespace
                 "index lookup",
             )
         )
+    if observations:
+        figures += await _composed_searches(backend, raw, tenant, args)
+    return figures
+
+
+# The chained search's floor: Observations whose subject row points at a Patient found
+# by its family prefix, hand-joined in a fixed order (no function, no security policy,
+# no liveness check of the Patients).
+_CHAIN_FLOOR = (
+    "SELECT r.resource_text FROM helios.resources r WHERE r.tenant = $1"
+    " AND r.resource_type = 'Observation' AND NOT r.deleted AND r.id IN ("
+    " SELECT s.resource_id FROM helios.search_index s WHERE s.tenant = $1"
+    " AND s.resource_type = 'Observation' AND s.param = 'subject' AND s.ref_type = 'Patient'"
+    " AND s.ref_id_key IN (SELECT i.resource_id FROM helios.search_index i WHERE i.tenant = $1"
+    " AND i.resource_type = 'Patient' AND i.param = 'family' AND i.text_key >= $2"
+    " AND i.text_key < $3 AND starts_with(i.text, $2)))"
+    ' ORDER BY r.tenant, r.resource_type, r.id COLLATE "C" LIMIT 50'
+)
+
+# The _revinclude search's floor: the page of Patients by family prefix, then the
+# Observations whose subject points at one of them, in one statement.
+_REVINCLUDE_FLOOR = (
+    "WITH page AS MATERIALIZED (SELECT r.id, r.resource_text FROM helios.resources r"
+    " WHERE r.tenant = $1 AND r.resource_type = 'Patient' AND NOT r.deleted AND r.id IN ("
+    " SELECT i.resource_id FROM helios.search_index i WHERE i.tenant = $1"
+    " AND i.resource_type = 'Patient' AND i.param = 'family' AND i.text_key >= $2"
+    " AND i.text_key < $3 AND starts_with(i.text, $2))"
+    ' ORDER BY r.tenant, r.resource_type, r.id COLLATE "C" LIMIT 50)'
+    " SELECT resource_text FROM page UNION ALL"
+    " SELECT o.resource_text FROM helios.search_index s JOIN helios.resources o"
+    " ON o.tenant = s.tenant AND o.resource_type = s.resource_type AND o.id = s.resource_id"
+    " WHERE s.tenant = $1 AND s.ref_type = 'Patient' AND s.ref_id_key IN (SELECT id FROM page)"
+    " AND s.resource_type = 'Observation' AND s.param = 'subject' AND NOT o.deleted"
+)
+
+
+async def _composed_searches(
+    backend: PostgresBackend, raw: Any, tenant: TenantContext, args: argparse.Namespace
+) -> list[Figure]:
+    """First-page latency of a chained and a ``_revinclude`` search next to raw floors."""
+    cases: list[tuple[str, str, list[tuple[str, str]], str]] = [
+        (
+            "chain subject:Patient.family=Family12",
+            "Observation",
+            [("subject:Patient.family", "Family12")],
+            _CHAIN_FLOOR,
+        ),
+        (
+            "_revinclude Observation:subject",
+            "Patient",
+            [("family", "Family12"), ("_revinclude", "Observation:subject")],
+            _REVINCLUDE_FLOOR,
+        ),
+    ]
+    figures: list[Figure] = []
+    for label, resource_type, parameters, floor_sql in cases:
+        statement = await raw.prepare(floor_sql)
+
+        async def through_backend(
+            n: int, resource_type: str = resource_type, parameters: Any = parameters
+        ) -> object:
+            result = await backend.search(tenant, resource_type, parameters)
+            return [*result.entries, *result.included]
+
+        async def floor(n: int, statement: Any = statement) -> object:
+            texts = await statement.fetch(tenant.tenant.value, "family12", "family13")
+            return [json.loads(text) for (text,) in texts]
+
+        found = len(await through_backend(0))
+        floor_found = len(await floor(0))
+        assert found == floor_found, f"{label}: backend {found} resources, floor {floor_found}"
+        backend_samples, floor_samples = await _interleaved(args.searches, through_backend, floor)
+        figures.append(
+            Figure(
+                f"search {label} ({found} returned) p50",
+                statistics.median(backend_samples),
+                "µs",
+                statistics.median(floor_samples),
+                "hand-written join",
+            )
+        )
+        figures.append(
+            Figure(
+                f"search {label} p95",
+                _percentile(backend_samples, 0.95),
+                "µs",
+                _percentile(floor_samples, 0.95),
+                "hand-written join",
+            )
+        )
     return figures
 
 
@@ -541,6 +665,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=20000,
         help="Patients in the search dataset (default 20000; 0 skips search)",
+    )
+    parser.add_argument(
+        "--observation-ratio",
+        type=float,
+        default=0.5,
+        help="Observations per Patient in the search dataset, for the chained and"
+        " _revinclude searches (default 0.5; 0 skips them)",
     )
     parser.add_argument(
         "--searches", type=int, default=300, help="timed searches per query (default 300)"

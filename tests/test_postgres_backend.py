@@ -212,6 +212,26 @@ def test_capabilities_are_sqlites_plus_the_postgres_tenancy_modes() -> None:
         assert sqlite <= claimed, area
 
 
+def test_search_capabilities_are_the_sqlite_backends() -> None:
+    """Postgres declares search composition exactly as SQLite does: chains, _has,
+    includes, sort, both paging forms and subsetting; terminology modifiers neither."""
+    from reference_impl.sqlite import SQLITE_CAPABILITIES
+
+    def search(declared: frozenset[str]) -> set[str]:
+        return {c for c in declared if c.startswith("search.")}
+
+    assert search(POSTGRES_CAPABILITIES.supported) == search(SQLITE_CAPABILITIES.supported)
+    assert {
+        "search.chain",
+        "search.has",
+        "search.include.iterate",
+        "search.revinclude",
+        "search.sort.multi",
+        "search.paging.cursor",
+        "search.summary",
+    } <= POSTGRES_CAPABILITIES.supported
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from helios_conformance import BackendConfig, HeliosError, TenantContext
+from helios_conformance import BackendConfig, HeliosError, TenantContext, TenantPermissions
 from helios_conformance.search import parse_query, parse_text_query, text_matches, tokenize
 from helios_conformance.testing import MemoryBackend
 from reference_impl.postgres import PostgresBackend, _server, open_postgres_backend
@@ -192,7 +192,16 @@ def test_each_write_and_search_is_one_statement(
         "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
         "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org"},
         "text": {"status": "generated", "div": "<div>heart rate</div>"},
+        "subject": {"reference": "Patient/p1"},
     }
+    composed = [
+        ("_has:Observation:subject:code", "8867-4"),
+        ("_revinclude:iterate", "Observation:subject"),
+        ("_include:iterate", "Observation:has-member"),
+        ("_sort", "-family,birthdate"),
+        ("_total", "accurate"),
+        ("_count", "1"),
+    ]
     calls: list[Callable[[], Awaitable[Any]]] = [
         lambda: backend.create(a, observation),
         lambda: backend.create_or_update(a, "Patient", "p1", _patient("p1", "Lee")),
@@ -200,15 +209,20 @@ def test_each_write_and_search_is_one_statement(
         lambda: backend.search(a, "Patient", [("family", "brown"), ("_total", "accurate")]),
         lambda: backend.search(a, "Observation", [("_text", "heart"), ("code", "8867-4")]),
         lambda: backend.search(a, "Patient", [("_summary", "count")]),
+        # Composition: the page, its includes (iterated) and the total, one statement.
+        lambda: backend.search(a, "Patient", composed),
         lambda: backend.delete(a, "Patient", "p1"),
     ]
     counts = []
+    results = []
     for call in calls:
         statements.clear()
-        run(call())
+        results.append(run(call()))
         counts.append(len(statements))
     assert counts == [1] * len(calls)
     assert all("helios." in sql for sql in statements)
+    page = results[-2]
+    assert (list(page.ids), page.total, len(page.included)) == (["p1"], 1, 1)
 
 
 def test_row_level_security_covers_the_index_tables(
@@ -258,6 +272,38 @@ def test_row_level_security_covers_the_index_tables(
     assert [row[0] for row in forced] == ["search_index", "search_registry"]
 
 
+async def _plan_as_application(
+    backend: PostgresBackend, tenant: str, built: Any, *, seqscan: bool = False
+) -> str:
+    """EXPLAIN (ANALYZE) a built search as the application role, tenant set (RLS on)."""
+    connection = await asyncpg.connect(
+        **backend.connect_kwargs(), server_settings={"search_path": "helios"}
+    )
+    try:
+        if backend.app_role is not None:
+            await connection.execute(f"SET ROLE {APP_ROLE}")
+        async with connection.transaction():
+            await connection.execute("SELECT set_config('helios.tenant', $1, true)", tenant)
+            if not seqscan:
+                await connection.execute("SET LOCAL enable_seqscan = off")
+            await connection.execute(
+                "PREPARE q(text[], numeric[], timestamptz[], float8[]) AS " + built.sql
+            )
+            explain = await connection.fetchval(
+                "SELECT format('EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)"
+                " EXECUTE q(%L, %L, %L, %L)', $1::text[], $2::numeric[], $3::timestamptz[],"
+                " $4::float8[])",
+                built.texts,
+                built.numbers,
+                built.instants,
+                built.floats,
+            )
+            rows = await connection.fetch(explain)
+        return "\n".join(row[0] for row in rows)
+    finally:
+        await connection.close()
+
+
 @pytest.mark.parametrize(
     ("query", "key"),
     [
@@ -284,38 +330,72 @@ def test_row_level_security_leaves_the_indexes_usable(
     pairs = [tuple(part.split("=", 1)) for part in query.split("&")]
     built = build_search(a.tenant.value, parse_query("Patient", pairs), state.registry)
 
-    async def plan() -> str:
-        connection = await asyncpg.connect(
-            **backend.connect_kwargs(), server_settings={"search_path": "helios"}
-        )
-        try:
-            if backend.app_role is not None:
-                await connection.execute(f"SET ROLE {APP_ROLE}")
-            async with connection.transaction():
-                await connection.execute(
-                    "SELECT set_config('helios.tenant', $1, true)", a.tenant.value
-                )
-                await connection.execute("SET LOCAL enable_seqscan = off")
-                await connection.execute(
-                    "PREPARE q(text[], numeric[], timestamptz[], float8[]) AS " + built.sql
-                )
-                explain = await connection.fetchval(
-                    "SELECT format('EXPLAIN EXECUTE q(%L, %L, %L, %L)', $1::text[],"
-                    " $2::numeric[], $3::timestamptz[], $4::float8[])",
-                    built.texts,
-                    built.numbers,
-                    built.instants,
-                    built.floats,
-                )
-                rows = await connection.fetch(explain)
-            return "\n".join(row[0] for row in rows)
-        finally:
-            await connection.close()
-
-    text = run(plan())
+    text = run(_plan_as_application(backend, a.tenant.value, built))
     conditions = [line for line in text.splitlines() if "Index Cond" in line]
     assert any(key in line for line in conditions), text
     assert _ids(run, backend, a, query)
+
+
+def test_chains_and_revincludes_walk_the_reference_indexes(
+    run: Run[Any], backend: PostgresBackend
+) -> None:
+    """With statistics, a chain starts from its terminal's index and probes Observations
+    by the Patients' ids; a _revinclude probes the referenced index once per page
+    resource; both as the application role, the security policy on, seq scans allowed.
+
+    2,000 Patients: with a few hundred the planner picks these plans even from a
+    misleading estimate; at this size a hop condition it misjudges (a function of
+    ``exact`` compared with a constant) makes it start from every reference row.
+    """
+    a = _tenant()
+    patients = 2000
+    for n in range(patients):
+        run(backend.create_or_update(a, "Patient", f"p{n}", _patient(f"p{n}", f"Fam{n}")))
+    for n in range(patients // 2):
+        observation = {
+            "resourceType": "Observation",
+            "id": f"o{n}",
+            "status": "final",
+            "code": {"text": "weight"},
+            "subject": {"reference": f"Patient/p{n * 7 % patients}"},
+        }
+        run(backend.create_or_update(a, "Observation", f"o{n}", observation))
+    run(_superuser_fetch(backend, "ANALYZE helios.resources, helios.search_index"))
+    registry = backend._registries[a.tenant.value].registry
+
+    def plan(resource_type: str, query: str) -> str:
+        pairs = [tuple(part.split("=", 1)) for part in query.split("&")]
+        built = build_search(
+            a.tenant.value, parse_query(resource_type, pairs, subsetting=True), registry
+        )
+        return run(_plan_as_application(backend, a.tenant.value, built, seqscan=True))
+
+    def index_conditions(text: str) -> list[str]:
+        return [line.strip() for line in text.splitlines() if "Index Cond" in line]
+
+    chain = plan("Observation", "subject:Patient.family=Fam12")
+    conditions = index_conditions(chain)
+    # The terminal's family range, then each Patient found probes by its id.
+    assert any("text_key >=" in line for line in conditions), chain
+    assert any("ref_id_key = " in line for line in conditions), chain
+    assert "Seq Scan" not in chain, chain
+    revinclude = plan("Patient", "family=Fam12&_revinclude=Observation:subject")
+    probes = [line for line in index_conditions(revinclude) if "ref_id_key = " in line]
+    assert probes, revinclude
+    assert "search_index_referenced" in revinclude, revinclude
+    # Fam12, Fam120.., Fam1200.. and the Observations pointing at them (p12 <- o56, ...).
+    expected = {f"p{n}" for n in range(patients) if str(n).startswith("12")}
+    result = run(
+        backend.search(
+            a,
+            "Patient",
+            [("family", "Fam12"), ("_revinclude", "Observation:subject"), ("_count", "500")],
+        )
+    )
+    assert set(result.ids) == expected
+    assert {i.id for i in result.included} == {
+        f"o{n}" for n in range(patients // 2) if f"p{n * 7 % patients}" in expected
+    }
 
 
 def test_a_long_value_list_is_one_any_array(run: Run[Any], backend: PostgresBackend) -> None:
@@ -410,6 +490,135 @@ def test_schema_tenancy_has_its_own_index_tables(run: Run[Any], server: _server.
         assert rows[0][0] == 1
     finally:
         run(schema_backend.close())
+
+
+# -- compartment restriction ---------------------------------------------------------
+
+
+def _observation(resource_id: str, code: str, **references: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": resource_id,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+    }
+    for field_name, reference in references.items():
+        value = {"reference": reference}
+        body[field_name] = [value] if field_name in ("performer", "hasMember", "focus") else value
+    return body
+
+
+# Patient/p1's compartment holds p1, o1 and o4 (subject p1) and o3 (performer p1); not
+# p2, o2 (subject p2), o5 (only its focus is p1: focus is no compartment parameter) or
+# the Organization (no Organization is in a Patient compartment).
+_COMPARTMENT_DATA = [
+    _patient("p1", "One", managingOrganization={"reference": "Organization/org1"}),
+    _patient("p2", "Two"),
+    {"resourceType": "Organization", "id": "org1", "name": "Acme"},
+    _observation("o1", "1234-5", subject="Patient/p1"),
+    _observation("o2", "1234-5", subject="Patient/p2"),
+    _observation("o3", "1234-5", subject="Patient/p2", performer="Patient/p1"),
+    _observation("o4", "1234-5", subject="Patient/p1", hasMember="Observation/o2"),
+    _observation("o5", "9999-9", subject="Patient/p2", focus="Patient/p1"),
+]
+
+# (type, query) -> (ids, included, total) for a caller restricted to Patient/p1, and
+# what an unrestricted caller gets where it differs (so each case can tell them apart).
+_COMPARTMENT_CASES: list[tuple[str, str, tuple[Any, ...], tuple[Any, ...] | None]] = [
+    (
+        "Observation",
+        "code=1234-5&_total=accurate",
+        (["o1", "o3", "o4"], [], 3),
+        (["o1", "o2", "o3", "o4"], [], 4),
+    ),
+    ("Observation", "subject.family=Two", ([], [], None), (["o2", "o3", "o5"], [], None)),
+    ("Observation", "subject.family=One", (["o1", "o4"], [], None), None),
+    ("Patient", "_has:Observation:focus:code=9999-9", ([], [], None), (["p1"], [], None)),
+    ("Patient", "_has:Observation:performer:code=1234-5", (["p1"], [], None), None),
+    (
+        "Observation",
+        "_id=o1,o2,o3&_include=Observation:subject",
+        (["o1", "o3"], ["Patient/p1"], None),
+        (["o1", "o2", "o3"], ["Patient/p1", "Patient/p2"], None),
+    ),
+    (
+        "Patient",
+        "_id=p1&_revinclude=*",
+        (["p1"], ["Observation/o1", "Observation/o3", "Observation/o4"], None),
+        (
+            ["p1"],
+            ["Observation/o1", "Observation/o3", "Observation/o4", "Observation/o5"],
+            None,
+        ),
+    ),
+    (
+        "Observation",
+        "_id=o4&_include:iterate=Observation:has-member",
+        (["o4"], [], None),
+        (["o4"], ["Observation/o2"], None),
+    ),
+    (
+        "Patient",
+        "_include=Patient:organization",
+        (["p1"], [], None),
+        (["p1", "p2"], ["Organization/org1"], None),
+    ),
+]
+
+
+def _restricted(context: TenantContext, compartment: str) -> TenantContext:
+    permissions = TenantPermissions.builder().allow_all_operations().in_compartment(compartment)
+    return TenantContext(context.tenant, permissions.build())
+
+
+async def _compartment_answer(
+    target: Any, context: TenantContext, resource_type: str, query: str
+) -> tuple[Any, ...]:
+    pairs = [(name, value) for name, _, value in (p.partition("=") for p in query.split("&"))]
+    result = await target.search(context, resource_type, pairs)
+    return list(result.ids), sorted(result.included_references), result.total
+
+
+def test_a_compartment_restricted_search_sees_only_the_compartment(
+    run: Run[Any], backend: PostgresBackend
+) -> None:
+    """Outside the caller's compartment nothing matches, resolves a chain or _has, or is
+    included; the answers are exactly the in-memory backend's (compartmentdefinition.html)."""
+    memory = MemoryBackend()
+    a = _tenant()
+    restricted = _restricted(a, "Patient/p1")
+    for body in _COMPARTMENT_DATA:
+        for target in (memory, backend):
+            run(target.create_or_update(a, body["resourceType"], body["id"], body))
+    for resource_type, query, inside, everyone in _COMPARTMENT_CASES:
+        got = run(_compartment_answer(backend, restricted, resource_type, query))
+        assert got == inside, f"{resource_type}?{query}"
+        assert got == run(_compartment_answer(memory, restricted, resource_type, query))
+        unrestricted = run(_compartment_answer(backend, a, resource_type, query))
+        assert unrestricted == (inside if everyone is None else everyone), query
+
+
+def test_compartment_cursor_pages_stay_in_the_compartment(
+    run: Run[Any], backend: PostgresBackend
+) -> None:
+    """Cursor pages of a restricted caller cover the compartment's matches once, in order."""
+    a = _tenant()
+    restricted = _restricted(a, "Patient/p1")
+    for body in _COMPARTMENT_DATA:
+        run(backend.create_or_update(a, body["resourceType"], body["id"], body))
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        result = run(
+            backend.search(
+                restricted, "Observation", [("_sort", "-_id"), ("_count", "2")], cursor=cursor
+            )
+        )
+        pages.append(list(result.ids))
+        cursor = result.next_cursor
+        if cursor is None:
+            break
+    assert pages == [["o4", "o3"], ["o1"]]
 
 
 # -- full-text literals ------------------------------------------------------------------
@@ -760,36 +969,58 @@ def test_same_matches_as_the_memory_backend(
     runner.run(compare())
 
 
-def test_migration_2_reaches_existing_tenant_schemas(
-    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A database at version 1 with a tenant schema gets search tables there too."""
+def _tenant_schema_from_version(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch, version: int
+) -> dict[str, list[str]]:
+    """Migrate a new database to ``version``, create tenant schema 'old', migrate to the
+    newest version, create tenant schema 'new'; return each search_index's indexes."""
     from reference_impl.postgres import _schema
 
     name = f"m{uuid.uuid4().hex[:12]}"
 
-    async def scenario() -> list[str]:
+    async def scenario() -> dict[str, list[str]]:
         admin = await asyncpg.connect(dsn=server.dsn)
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
             connection = await asyncpg.connect(dsn=server.dsn, database=name)
             try:
-                monkeypatch.setattr(_schema, "SCHEMA_VERSION", 1)
-                assert await _schema.migrate(connection) == 1
-                schema = await connection.fetchval("SELECT helios.ensure_tenant_schema('old')")
+                monkeypatch.setattr(_schema, "SCHEMA_VERSION", version)
+                assert await _schema.migrate(connection) == version
+                old = await connection.fetchval("SELECT helios.ensure_tenant_schema('old')")
                 monkeypatch.undo()
-                assert await _schema.migrate(connection) == 1
+                assert await _schema.migrate(connection) == _schema.SCHEMA_VERSION - version
                 new = await connection.fetchval("SELECT helios.ensure_tenant_schema('new')")
                 rows = await connection.fetch(
-                    "SELECT table_schema FROM information_schema.tables"
-                    " WHERE table_name = 'search_index' ORDER BY 1"
+                    "SELECT schemaname, indexname FROM pg_indexes"
+                    " WHERE tablename = 'search_index' ORDER BY 1, 2"
                 )
-                assert sorted([schema, new, "helios"]) == [row[0] for row in rows]
-                return [row[0] for row in rows]
+                indexes: dict[str, list[str]] = {}
+                for row in rows:
+                    indexes.setdefault(row[0], []).append(row[1])
+                assert sorted(indexes) == sorted([old, new, "helios"])
+                return indexes
             finally:
                 await connection.close()
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()
 
-    assert len(run(scenario())) == 3
+    return run(scenario())
+
+
+def test_migration_2_reaches_existing_tenant_schemas(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 1 with a tenant schema gets search tables there too."""
+    indexes = _tenant_schema_from_version(run, server, monkeypatch, 1)
+    assert len(indexes) == 3
+    assert all("search_index_code" in names for names in indexes.values())
+
+
+def test_migration_3_reaches_existing_tenant_schemas(
+    run: Run[Any], server: _server.Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database at version 2 with a tenant schema gets the _revinclude index there too."""
+    indexes = _tenant_schema_from_version(run, server, monkeypatch, 2)
+    assert len(indexes) == 3
+    assert all("search_index_referenced" in names for names in indexes.values()), indexes

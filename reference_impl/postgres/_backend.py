@@ -40,7 +40,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,11 +77,16 @@ from helios_conformance import (
 )
 from helios_conformance.search import (
     SearchParameterRegistry,
+    SearchQuery,
     SummaryMode,
     TotalMode,
+    check_result_parameters,
+    decode_sort_values,
+    encode_sort_values,
     index_resource,
     parse_query,
     parse_resource_json,
+    subset_resource,
     validate_search_parameter,
 )
 
@@ -89,7 +94,7 @@ from . import _compartments as compartments
 from ._driver import translate_errors
 from ._pool import Pool
 from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
-from ._search import IndexArrays, build_search, refuse_unsupported
+from ._search import BuiltSearch, IndexArrays, build_search
 from ._server import Server, provision
 from ._transactions import (
     POSTGRES_TRANSACTION_CAPABILITIES,
@@ -126,6 +131,7 @@ _POSTGRES_STORAGE_CAPABILITIES = CapabilityDeclaration.of(
         "tenancy.row_level_security",
         "tenancy.schema_per_tenant",
         "tenancy.database_per_tenant",
+        "tenancy.compartment",
         "search.param.common",
         "search.param.string",
         "search.param.token",
@@ -155,16 +161,27 @@ _POSTGRES_STORAGE_CAPABILITIES = CapabilityDeclaration.of(
         "search.count",
         "search.summary_count",
         "search.total",
+        "search.chain",
+        "search.has",
+        "search.include",
+        "search.include.iterate",
+        "search.revinclude",
+        "search.sort.single",
+        "search.sort.multi",
+        "search.paging.offset",
+        "search.paging.cursor",
+        "search.elements",
+        "search.summary",
     ],
 )
-"""CRUD, versions, history, every tenancy mode, and search without composition."""
+"""CRUD, versions, history, every tenancy mode, and search with composition."""
 
 POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
     supported=_POSTGRES_STORAGE_CAPABILITIES.supported | POSTGRES_TRANSACTION_CAPABILITIES.supported
 )
-"""Everything declared. Not declared (refused with Unsupported): the terminology
-modifiers, ``_elements``, ``_summary`` other than ``count``, chains, ``_has``,
-``_include``, ``_revinclude``, ``_sort`` and paging."""
+"""Everything declared. Not declared (refused with Unsupported, as by every backend
+here): the terminology modifiers (``:in``, ``:not-in``, ``:above``/``:below`` on codes).
+"""
 
 TENANCY_MODES = ("shared", "schema", "database")
 TEMPLATE_DATABASE = "helios_template"
@@ -635,8 +652,8 @@ class PostgresBackend(PostgresTransactions):
         state = self._registries.get(tenant)
         if state is not None:
             return state
-        # Internal (it builds the registry, nothing reaches the caller), so a
-        # compartment-restricted call may load it too.
+        # The registry is the tenant's configuration, read for the backend's own use
+        # (parsing and indexing); none of it reaches a compartment-restricted caller.
         rows = await self._fetch(
             context,
             "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)",
@@ -1169,48 +1186,130 @@ class PostgresBackend(PostgresTransactions):
     ) -> SearchResult:
         """Search live resources of one type: one statement (see ``_search.py``).
 
-        As the in-memory backend: matches in ascending id order (code-point order),
-        ``_count`` (default ``DEFAULT_PAGE_SIZE``) limits the page, ``_summary=count``
-        returns only the total, ``_total=accurate``/``estimate`` the exact number.
+        As the in-memory backend, composition included: chains and ``_has`` are
+        nested semi-joins, ``_include``/``_revinclude`` (``:iterate`` a recursive
+        query) come back with the page in the same statement. Order: the ``_sort``
+        keys (NULLs last), then ascending id in code-point order. ``_count`` (default
+        ``DEFAULT_PAGE_SIZE``) limits the page, ``_offset`` skips matches, ``cursor``
+        continues after the page that returned it (keyset on the sort values and id,
+        bounded to the resources first written by the first page's snapshot).
+        ``_summary=count`` returns only the total; ``_total=accurate``/``estimate``
+        the exact number. A compartment-restricted caller sees only the compartment.
+
+        Raises:
+            InvalidSearch: a malformed query or cursor (the message names the parameter).
+            Unsupported: what the in-memory backend refuses, with the same capability.
         """
         context.require(Operation.SEARCH, resource_type)
         check_resource_type(resource_type)
         tenant = context.tenant.value
+        compartment = context_compartment(context)
+        scope = _search_scope(tenant, resource_type, parameters)
         for _ in range(_REGISTRY_RETRIES):
             state = await self._registry_state(context)
-            query = parse_query(resource_type, parameters, registry=state.registry, strict=strict)
-            refuse_unsupported(query, cursor)
-            built = build_search(tenant, query, state.registry)
+            query = parse_query(
+                resource_type,
+                parameters,
+                registry=state.registry,
+                strict=strict,
+                subsetting=True,
+            )
+            check_result_parameters(query)
+            after: tuple[tuple[Any, ...], str] | None = None
+            snapshot: int | None = None
+            if cursor is not None:
+                if query.offset is not None:
+                    raise InvalidSearch(
+                        "_offset and a cursor both say where the page starts; use one of them",
+                        parameter="_offset",
+                    )
+                payload = self._cursors.decode(scope, cursor)
+                after = (decode_sort_values(payload["after"]), str(payload["id"]))
+                snapshot = int(payload["snapshot"])
+                if len(after[0]) != len(query.sort):
+                    raise InvalidSearch("cursor: it does not fit this query", parameter="cursor")
+            built = build_search(
+                tenant,
+                query,
+                state.registry,
+                compartment=compartment,
+                offset=query.offset or 0,
+                after=after,
+                snapshot=snapshot,
+            )
             rows = await self._fetch(
                 context,
-                "SELECT o_stale, o_total, o_id, o_version_id, o_last_updated, o_text"
-                " FROM helios.search($1, $2, $3, $4, $5, $6, $7, $8)",
+                "SELECT o_stale, o_role, o_position, o_type, o_id, o_version_id,"
+                " o_last_updated, o_text, o_key_texts, o_key_numbers, o_key_instants,"
+                " o_total, o_snapshot FROM helios.search($1, $2, $3, $4, $5, $6, $7, $8)",
                 state.generation,
                 built.sql,
                 built.texts,
                 built.numbers,
                 built.instants,
                 built.floats,
+                compartment_enforced=True,
             )
             if rows and rows[0][0]:
                 self._registries.pop(tenant, None)
                 continue
-            total = None
-            if query.summary is SummaryMode.COUNT or query.total in (
-                TotalMode.ACCURATE,
-                TotalMode.ESTIMATE,
-            ):
-                total = int(rows[0][1]) if rows else 0
-            if query.summary is SummaryMode.COUNT:
-                return SearchResult(entries=(), total=total, ignored=query.ignored)
-            entries = tuple(
-                _stored(resource_type, row[2], row[3], row[4], False, row[5])
-                for row in rows
-                if row[2] is not None
-            )
-            return SearchResult(entries=entries, total=total, ignored=query.ignored)
+            return self._search_result(query, scope, built, rows, snapshot, cursor is None)
         raise BackendFailure(
             f"the search parameters of tenant {tenant!r} kept changing during a search; try again"
+        )
+
+    def _search_result(
+        self,
+        query: SearchQuery,
+        scope: str,
+        built: BuiltSearch,
+        rows: list[asyncpg.Record],
+        snapshot: int | None,
+        first_form: bool,
+    ) -> SearchResult:
+        """The :class:`SearchResult` of ``helios.search``'s rows (see ``build_search``)."""
+        meta = next(row for row in rows if row[1] == "meta")
+        counted = query.summary is SummaryMode.COUNT or query.total in (
+            TotalMode.ACCURATE,
+            TotalMode.ESTIMATE,
+        )
+        total = int(meta[11]) if counted else None
+        if query.summary is SummaryMode.COUNT:
+            return SearchResult(entries=(), total=total, ignored=query.ignored)
+        found = sorted((row for row in rows if row[1] == "match"), key=lambda row: row[2])
+        page = found[: query.page_size]
+        next_cursor = next_offset = None
+        if query.page_size > 0 and len(found) > query.page_size:
+            last = page[-1]
+            keys = {"text": last[8], "number": last[9], "instant": last[10]}
+            values = [keys[kind][n] for n, kind in enumerate(built.sort_kinds)]
+            next_cursor = self._cursors.encode(
+                scope,
+                {
+                    "after": encode_sort_values(values),
+                    "id": last[4],
+                    "snapshot": snapshot if snapshot is not None else int(meta[12] or 0),
+                },
+            )
+            if first_form:
+                next_offset = (query.offset or 0) + len(page)
+        entries = tuple(
+            _subset(_stored(query.resource_type, row[4], row[5], row[6], False, row[7]), query)
+            for row in page
+        )
+        included = tuple(
+            _stored(row[3], row[4], row[5], row[6], False, row[7])
+            for row in sorted(
+                (row for row in rows if row[1] == "include"), key=lambda row: (row[3], row[4])
+            )
+        )
+        return SearchResult(
+            entries=entries,
+            included=included,
+            total=total,
+            next_cursor=next_cursor,
+            ignored=query.ignored,
+            next_offset=next_offset,
         )
 
     async def reindex(self, context: TenantContext, resource_type: str | None = None) -> int:
@@ -1261,6 +1360,22 @@ class PostgresBackend(PostgresTransactions):
         raise BackendFailure(
             f"the search parameters of tenant {tenant!r} kept changing during reindex; try again"
         )
+
+
+def _search_scope(tenant: str, resource_type: str, parameters: QueryParameters) -> str:
+    """What a search cursor is bound to, as the in-memory backend: the tenant, the type
+    and the query pairs sorted, ``_offset`` left out (a cursor replaces it)."""
+    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
+    return json.dumps(["search", tenant, resource_type, pairs], separators=(",", ":"))
+
+
+def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
+    """The ``_elements``/``_summary`` subset of a match (``subset_resource``)."""
+    if not query.elements and query.summary in (None, SummaryMode.FALSE):
+        return stored
+    assert stored.resource is not None
+    subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
+    return replace(stored, resource=subset)
 
 
 # -- opening ------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ Everything lives in the schema ``helios``:
     index), numbers as ``float8`` (numeric comparison is not leakproof); the exact
     column rechecks each candidate. ``tsv`` has a GIN index (which row-level security
     keeps from application queries: ``@@`` is not leakproof).
+``search_index_referenced`` (version 3)
+    ``(tenant, ref_type, ref_id_key)`` on ``search_index``: the rows pointing at a
+    resource, whatever their type and parameter (``_revinclude``). ``helios.search``
+    (version 3) returns the page, its includes, the total and the snapshot together.
 ``search_registry`` (version 2)
     One row per tenant: ``generation``, bumped by every write of a SearchParameter.
     The tenant's custom parameters are its live SearchParameter resources; a process
@@ -60,7 +64,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ROLE = "helios_app"
 """The role the application runs as: no ownership, no superuser, no BYPASSRLS."""
 
@@ -800,6 +804,76 @@ END
 $fn$
 """
 
+# -- version 3: search composition --------------------------------------------------------
+
+# The indexes composition adds to the search tables of one schema; called by migration 3
+# for the schemas that exist and by ensure_tenant_schema for new ones.
+# search_index_referenced: the rows pointing at a given resource, whatever their type
+# and parameter (_revinclude, _revinclude=*:*, :iterate). Chains and _has walk the
+# version 2 indexes: (tenant, resource_type, param, ref_id_key) and the per-resource one.
+_CREATE_COMPOSITION_INDEXES = r"""
+CREATE FUNCTION helios.create_composition_indexes(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format('CREATE INDEX search_index_referenced ON %I.search_index'
+                   ' (tenant, ref_type, ref_id_key) WHERE ref_id_key IS NOT NULL', p_schema);
+END
+$fn$
+"""
+
+_ENSURE_TENANT_SCHEMA_V3 = r"""
+CREATE OR REPLACE FUNCTION helios.ensure_tenant_schema(p_tenant text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, helios AS $fn$
+DECLARE
+    v_schema text := 'tenant_' || substr(md5(p_tenant), 1, 24);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('helios.tenant_schema:' || p_tenant, 0));
+    IF NOT EXISTS (SELECT FROM helios.tenant_schemas WHERE tenant = p_tenant) THEN
+        EXECUTE format('CREATE SCHEMA %I', v_schema);
+        PERFORM helios.create_storage(v_schema);
+        PERFORM helios.create_search_storage(v_schema);
+        PERFORM helios.create_composition_indexes(v_schema);
+        INSERT INTO helios.tenant_schemas (tenant, schema_name) VALUES (p_tenant, v_schema);
+    END IF;
+    RETURN v_schema;
+END
+$fn$
+"""
+
+# A search with composition: the caller's statement (built by _search.py; every value
+# a parameter: $1 text[], $2 numeric[], $3 timestamptz[], $4 float8[]) run after the
+# tenant is set, in the statement's own transaction: the page, what _include and
+# _revinclude add to it, the total and the snapshot come back together, one round trip.
+# Each row has a role: 'match' (o_position orders the page; the o_key_* arrays hold
+# the _sort values a cursor continues after), 'include' (o_type/o_id), 'meta' (o_total,
+# o_snapshot: the tenant's newest history sequence). When the caller's registry
+# generation is out of date, one row with o_stale = true instead.
+_SEARCH_V3 = r"""
+CREATE FUNCTION helios.search(
+    p_tenant text, p_schema text, p_generation bigint, p_sql text,
+    p_texts text[], p_numbers numeric[], p_instants timestamptz[], p_floats float8[])
+RETURNS TABLE (o_stale boolean, o_role text, o_position bigint, o_type text, o_id text,
+               o_version_id bigint, o_last_updated timestamptz, o_text text,
+               o_key_texts text[], o_key_numbers numeric[], o_key_instants timestamptz[],
+               o_total bigint, o_snapshot bigint)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    IF p_generation IS DISTINCT FROM coalesce(
+            (SELECT g.generation FROM search_registry g WHERE g.tenant = p_tenant), 0) THEN
+        RETURN QUERY SELECT true, 'stale'::text, NULL::bigint, NULL::text, NULL::text,
+                            NULL::bigint, NULL::timestamptz, NULL::text, NULL::text[],
+                            NULL::numeric[], NULL::timestamptz[], NULL::bigint, NULL::bigint;
+        RETURN;
+    END IF;
+    RETURN QUERY EXECUTE p_sql USING p_texts, p_numbers, p_instants, p_floats;
+END
+$fn$
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -834,6 +908,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _CURRENT_RESOURCES,
         _REPLACE_INDEX,
         "REVOKE ALL ON FUNCTION helios.create_search_storage(text) FROM PUBLIC",
+    ),
+    (
+        _CREATE_COMPOSITION_INDEXES,
+        "SELECT helios.create_composition_indexes('helios')",
+        "SELECT helios.create_composition_indexes(schema_name) FROM helios.tenant_schemas",
+        _ENSURE_TENANT_SCHEMA_V3,
+        "DROP FUNCTION helios.search(text, text, bigint, text, text[], numeric[],"
+        " timestamptz[], float8[])",
+        _SEARCH_V3,
+        "REVOKE ALL ON FUNCTION helios.create_composition_indexes(text) FROM PUBLIC",
     ),
 )
 

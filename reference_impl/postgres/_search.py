@@ -25,6 +25,26 @@ rows (alias ``i``):
 - full text (``_text``, ``_content``, ``:text-advanced``): see below;
 - ``_filter`` becomes the same conditions under AND/OR/NOT.
 
+Composition, as ``helios_conformance.search._compose`` and the SQLite backend:
+
+- a chain is ``r.id IN (rows of r's reference parameter WHERE ref_id_key IN (the
+  live targets the rest of the chain matches from))``, nested once per link; ``_has``
+  the reverse (``r.id IN (ref_id of the matching sources' reference rows)``). The sets
+  are uncorrelated, so the planner may start from the most selective end;
+- ``_sort``: per key a correlated ``min``/``max`` over the resource's rows (see
+  :data:`_SORT_VALUES`), NULLs last, then id in code-point order; the matches with
+  their keys are materialized once (``m``) and the page taken from them;
+- paging: ``LIMIT page+1 OFFSET n``; a cursor continues with a keyset condition on
+  the keys and id, every resource first written after the first page's snapshot
+  (its tenant's newest history sequence) left out;
+- includes: a ``LATERAL`` level over the page's matches, recursive (``UNION``, so it
+  ends on cycles) when a spec is ``:iterate``;
+- a compartment restriction bounds every resource read (matches, chain and ``_has``
+  hops, includes) with an ``EXISTS`` over its reference rows.
+
+The page, its includes, the total and the snapshot come back from one statement, one
+round trip (see :func:`build_search`).
+
 Every value travels as a parameter: ``$1`` text[], ``$2`` numeric[], ``$3``
 timestamptz[], ``$4`` float8[] (the function ``helios.search`` runs the statement with ``EXECUTE ...
 USING`` once the tenant is set); lists are slices (``$1[4:9]``). A value PostgreSQL
@@ -54,15 +74,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
 
-from helios_conformance import Unsupported
+from helios_conformance import Compartment, InvalidSearch, Unsupported
 from helios_conformance.search import (
+    ChainLink,
     CompositeValue,
     DateValue,
     FilterAnd,
@@ -71,6 +93,7 @@ from helios_conformance.search import (
     FilterNot,
     FilterOperator,
     FilterOr,
+    HasClause,
     IndexRow,
     MissingValue,
     NumberValue,
@@ -82,6 +105,8 @@ from helios_conformance.search import (
     SearchParameterRegistry,
     SearchQuery,
     SearchValue,
+    SortDirection,
+    SortKey,
     StringValue,
     SummaryMode,
     TextAnd,
@@ -324,75 +349,181 @@ class _Parameters:
 
 _DATE_ROWS = "({a}.date_low IS NOT NULL OR {a}.date_high IS NOT NULL)"
 
+# What a sort key's value is, per parameter type, as ``row_sort_value`` of the harness:
+# the column expression over index row ``{a}`` and the kind of value it yields (which
+# parameter array a cursor's value travels back in). A token's code and system are
+# joined by U+0001, below every character PostgreSQL text can hold (NUL it cannot),
+# so text order is the order of the (code, system) tuple.
+_SORT_VALUES: dict[ParamType, tuple[str, str]] = {
+    ParamType.STRING: ("{a}.text", "text"),
+    ParamType.TOKEN: ("{a}.code || chr(1) || coalesce({a}.system, '')", "text"),
+    ParamType.DATE: ("coalesce({a}.date_low, {a}.date_high)", "instant"),
+    ParamType.NUMBER: ("{a}.number", "number"),
+    ParamType.QUANTITY: ("{a}.number", "number"),
+    ParamType.REFERENCE: ("{a}.exact", "text"),
+    ParamType.URI: ("{a}.exact", "text"),
+}
+_SORT_VALUE_TYPES = {"text": str, "number": Decimal, "instant": datetime}
+
+SortValue = str | Decimal | datetime
+"""A sort key's value as the database returns it (``None``: the resource has none)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BuiltSearch:
-    """One search statement and its parameter arrays."""
+    """One search statement, its parameter arrays, and how to read its rows.
+
+    ``sort_kinds`` says, per ``_sort`` key, which typed key array of a match row holds
+    its value: ``text``, ``number`` or ``instant``.
+    """
 
     sql: str
     texts: list[str]
     numbers: list[Decimal]
     instants: list[datetime]
     floats: list[float]
+    sort_kinds: tuple[str, ...] = ()
 
 
-def refuse_unsupported(query: SearchQuery, cursor: str | None) -> None:
-    """Raise Unsupported for what this backend does not (yet) declare."""
-    if query.has:
-        raise Unsupported(
-            f"search parameter {query.has[0].name!r}: _has is not supported by the "
-            "postgres backend",
-            capability="search.has",
-        )
-    for test in query.tests:
-        if test.chain:
-            raise Unsupported(
-                f"search parameter {test.name!r}: chained parameters are not supported "
-                "by the postgres backend",
-                capability="search.chain",
-            )
-    for attribute, capability, name in (
-        ("sort", "search.sort.single", "_sort"),
-        ("include", "search.include", "_include"),
-        ("revinclude", "search.revinclude", "_revinclude"),
-    ):
-        if getattr(query, attribute):
-            raise Unsupported(
-                f"{name} is not supported by the postgres backend", capability=capability
-            )
-    if query.offset is not None:
-        raise Unsupported(
-            "_offset is not supported by the postgres backend", capability="search.paging.offset"
-        )
-    if cursor is not None:
-        raise Unsupported(
-            "cursor paging is not supported by the postgres backend",
-            capability="search.paging.cursor",
-        )
+def points_at(alias: str) -> str:
+    """Row ``alias`` of ``search_index`` points at ``ref_type/ref_id`` on this server.
+
+    As ``points_at`` of the harness: a reference row (not a composite component) whose
+    reference is relative (not ``#contained``, no scheme). That ``ref_type`` and
+    ``ref_id`` are set is left to the caller, which always equates both with something
+    (so neither is NULL): stated here too, the planner would multiply in their rarity
+    among all rows a second time and underestimate a hop by orders of magnitude.
+    ``NOT LIKE`` rather than ``starts_with``/``strpos`` for the same reason: a pattern
+    is estimated from the column's statistics, a function's result compared with a
+    constant is taken to be rare.
+    """
+    return (
+        f"{alias}.type = 'reference' AND {alias}.component IS NULL"
+        f" AND ({alias}.exact IS NULL OR ({alias}.exact NOT LIKE '#%'"
+        f" AND {alias}.exact NOT LIKE '%:%'))"
+    )
 
 
 class _Builder:
+    """Translate one :class:`SearchQuery` into conditions on ``resources`` aliases.
+
+    A test is *about* a subject: ``r`` (the resources searched) at the top, an inner
+    resource alias inside a chain or ``_has``. ``snapshot`` (a cursor's write
+    sequence) and ``compartment`` bound every resource the statement reads: matches,
+    chain and ``_has`` hops, includes.
+    """
+
     def __init__(
-        self, registry: SearchParameterRegistry, resource_type: str, now: datetime
+        self,
+        registry: SearchParameterRegistry,
+        resource_type: str,
+        now: datetime,
+        tenant: str = "",
+        *,
+        snapshot: int | None = None,
+        compartment: Compartment | None = None,
     ) -> None:
         self.registry = registry
         self.resource_type = resource_type
         self.now = now
         self.p = _Parameters()
-        self.tenant = self.p.text("")  # filled in by build_search
+        self.tenant = self.p.text(tenant)
         self.type = self.p.text(resource_type)
+        self.snapshot = snapshot
+        self.compartment = compartment
         self._aliases = 0
+        self.subject = "r"
+        self.subject_type = self.type
 
-    def alias(self) -> str:
+    def alias(self, prefix: str = "i") -> str:
         self._aliases += 1
-        return f"i{self._aliases}"
+        return f"{prefix}{self._aliases}"
 
     def rows_of(self, alias: str, param: str) -> str:
-        """The FROM/WHERE head selecting one resource's rows of one parameter."""
+        """The FROM/WHERE head selecting the subject's rows of one parameter."""
+        s = self.subject
         return (
-            f"FROM search_index {alias} WHERE {alias}.tenant = r.tenant"
-            f" AND {alias}.resource_type = r.resource_type AND {alias}.resource_id = r.id"
+            f"FROM search_index {alias} WHERE {alias}.tenant = {s}.tenant"
+            f" AND {alias}.resource_type = {s}.resource_type AND {alias}.resource_id = {s}.id"
             f" AND {alias}.param = {self.p.text(param)}"
+        )
+
+    @contextlib.contextmanager
+    def about(self, alias: str, type_parameter: str) -> Iterator[None]:
+        """Build the conditions inside the block about resource ``alias`` of that type."""
+        saved = self.subject, self.subject_type
+        self.subject, self.subject_type = alias, type_parameter
+        try:
+            yield
+        finally:
+            self.subject, self.subject_type = saved
+
+    # -- which resources exist for this statement --------------------------------------
+
+    def live(self, alias: str, type_parameter: str | None, resource_type: str | None) -> str:
+        """``alias`` (over ``resources``) is live, in the snapshot and in the compartment.
+
+        ``type_parameter`` (the bound type) also pins its type; ``None`` when a join
+        already did. ``resource_type`` is the type when known while building (it lets
+        the compartment test name the type's parameters directly).
+        """
+        condition = f"NOT {alias}.deleted"
+        if type_parameter is not None:
+            condition = (
+                f"{alias}.tenant = {self.tenant} AND {alias}.resource_type = {type_parameter}"
+                f" AND {condition}"
+            )
+        if self.snapshot is not None:
+            history = self.alias("h")
+            # The first version written is the least sequence; a later version keeps
+            # a resource in the snapshot, as in the in-memory backend.
+            condition += (
+                f" AND (SELECT min({history}.sequence) FROM resource_history {history}"
+                f" WHERE {history}.tenant = {alias}.tenant"
+                f" AND {history}.resource_type = {alias}.resource_type"
+                f" AND {history}.id = {alias}.id) <= {int(self.snapshot)}"
+            )
+        if self.compartment is not None:
+            condition += " AND " + self.in_compartment(alias, resource_type)
+        return condition
+
+    def in_compartment(self, alias: str, resource_type: str | None) -> str:
+        """Resource ``alias`` is in the compartment (:meth:`Compartment.contains`).
+
+        The compartment's own resource, or one with a reference row, of a parameter
+        the CompartmentDefinition lists for its type, holding the relative reference
+        (``Patient/123``). With the type unknown while building (includes), the
+        definition travels as one jsonb value looked up by the row's type.
+        """
+        compartment = self.compartment
+        assert compartment is not None
+        row = self.alias("cm")
+        own = (
+            f"({alias}.resource_type = {self.p.text(compartment.kind)}"
+            f" AND {alias}.id = {self.p.text(compartment.id)})"
+        )
+        if resource_type is not None:
+            parameters = compartment.parameters(resource_type)
+            if not parameters:
+                return own
+            listed = f"{row}.param = ANY({self.p.texts_list(sorted(parameters))})"
+        else:
+            definition = {
+                kind: list(compartment.parameters(kind))
+                for kind in sorted(compartment.resource_types)
+            }
+            listed = (
+                f"{row}.param IN (SELECT jsonb_array_elements_text("
+                f"{self.p.text(json.dumps(definition))}::jsonb -> {alias}.resource_type))"
+            )
+        return (
+            f"({own} OR EXISTS (SELECT 1 FROM search_index {row}"
+            f" WHERE {row}.tenant = {alias}.tenant AND {row}.resource_type = {alias}.resource_type"
+            f" AND {row}.resource_id = {alias}.id AND {listed}"
+            f" AND {row}.type = 'reference' AND {row}.component IS NULL"
+            f" AND {self.eq(f'{row}.ref_type', compartment.kind)}"
+            f" AND {self.eq(f'{row}.ref_id', compartment.id)}"
+            f" AND {self.eq(f'{row}.exact', compartment.reference)}))"
         )
 
     # -- column helpers ----------------------------------------------------------------
@@ -790,6 +921,251 @@ class _Builder:
             f" AND {conditions[0]}{further})"
         )
 
+    # -- chains and _has --------------------------------------------------------------------
+
+    def any_test(self, test: ParameterTest) -> str:
+        """One parameter test about the subject, chained or not."""
+        if not test.chain:
+            return self.test(test)
+        terminal = replace(test, chain=())
+        return self.chained(test.chain, lambda: self.test(terminal))
+
+    def _referencing(self, row: str, owner_type: str, code: str, target_type: str) -> str:
+        """Row ``row``: an ``owner_type`` resource's ``code`` reference to a ``target_type``."""
+        return (
+            f"{row}.tenant = {self.tenant} AND {row}.resource_type = {owner_type}"
+            f" AND {row}.param = {self.p.text(code)} AND {points_at(row)}"
+            f" AND {row}.ref_type = {target_type}"
+        )
+
+    def chain_set(self, links: Sequence[ChainLink], terminal: Callable[[], str]) -> str:
+        """A SELECT of the ids of ``links[0].target_type`` from which the chain matches.
+
+        Inside out, as ``chain_targets``: the live resources of the last type meeting
+        ``terminal``, then per earlier link the live resources with a reference row
+        into the set so far. Each hop is an uncorrelated ``IN``, so the planner can
+        start from the most selective end (the terminal's index) and walk the
+        ``ref_id`` index outwards.
+
+        ``ref_id_key IN (ids)`` is exact: ids are at most 64 characters
+        (``check_id``), so a key (the first 128 characters) equals one only when the
+        whole ``ref_id`` does; comparing the key lets row-level security keep the index.
+        """
+        last = links[-1].target_type
+        alias = self.alias("c")
+        last_type = self.p.text(last)
+        with self.about(alias, last_type):
+            condition = terminal()
+        sql = (
+            f"SELECT {alias}.id FROM resources {alias}"
+            f" WHERE {self.live(alias, last_type, last)} AND {condition}"
+        )
+        for index in range(len(links) - 1, 0, -1):
+            link = links[index]
+            owner = links[index - 1].target_type
+            owner_type = self.p.text(owner)
+            outer, row = self.alias("c"), self.alias()
+            referencing = self._referencing(
+                row, owner_type, link.parameter.code, self.p.text(link.target_type)
+            )
+            sql = (
+                f"SELECT {outer}.id FROM resources {outer}"
+                f" WHERE {self.live(outer, owner_type, owner)}"
+                f" AND {outer}.id IN (SELECT {row}.resource_id FROM search_index {row}"
+                f" WHERE {referencing} AND {row}.ref_id_key IN ({sql}))"
+            )
+        return sql
+
+    def chained(self, links: Sequence[ChainLink], terminal: Callable[[], str]) -> str:
+        """The subject has a ``links[0]`` reference to a resource the chain matches from."""
+        first = links[0]
+        targets = self.chain_set(links, terminal)
+        row = self.alias()
+        referencing = self._referencing(
+            row, self.subject_type, first.parameter.code, self.p.text(first.target_type)
+        )
+        return (
+            f"{self.subject}.id IN (SELECT {row}.resource_id FROM search_index {row}"
+            f" WHERE {referencing} AND {row}.ref_id_key IN ({targets}))"
+        )
+
+    def has(self, clause: HasClause) -> str:
+        """The subject is pointed at by a live ``clause.resource_type`` that matches.
+
+        As ``ComposedEvaluator.has_ids``: the matching sources (an uncorrelated set,
+        nested ``_has`` inside it), then their ``clause.reference`` rows pointing at
+        the subject's type. ``ref_id`` is compared in the default collation so the
+        primary key of ``resources`` serves the join.
+        """
+        source, row = self.alias("c"), self.alias()
+        source_type = self.p.text(clause.resource_type)
+        with self.about(source, source_type):
+            inner = clause.test
+            condition = self.has(inner) if isinstance(inner, HasClause) else self.any_test(inner)
+        sources = (
+            f"SELECT {source}.id FROM resources {source}"
+            f" WHERE {self.live(source, source_type, clause.resource_type)} AND {condition}"
+        )
+        referencing = self._referencing(row, source_type, clause.reference.code, self.subject_type)
+        return (
+            f'{self.subject}.id IN (SELECT {row}.ref_id COLLATE "default"'
+            f" FROM search_index {row} WHERE {referencing}"
+            f" AND {row}.resource_id IN ({sources}))"
+        )
+
+    def where(self, query: SearchQuery) -> list[str]:
+        """The conditions on ``r`` beyond tenant, type, liveness and compartment."""
+        conditions = [self.any_test(test) for test in query.tests]
+        conditions.extend(self.has(clause) for clause in query.has)
+        if query.filter is not None:
+            conditions.append(self.filter(query.filter))
+        return conditions
+
+    # -- sort and keyset -------------------------------------------------------------------
+
+    def sort_value(self, key: SortKey) -> tuple[str, str]:
+        """The correlated subquery of one sort key's value for ``r``, and its kind.
+
+        As ``sort_values``: over the resource's rows of the parameter (not composite
+        components), the lowest value ascending and the highest descending; NULL when
+        it has none. Text values compare in code-point order (``COLLATE "C"``).
+        """
+        expression, kind = _SORT_VALUES[key.parameter.type]
+        row = self.alias()
+        value = expression.format(a=row)
+        if kind == "text":
+            value = f'({value}) COLLATE "C"'
+        aggregate = "min" if key.direction is SortDirection.ASCENDING else "max"
+        return (
+            f"(SELECT {aggregate}({value}) FROM search_index {row}"
+            f" WHERE {row}.tenant = r.tenant AND {row}.resource_type = r.resource_type"
+            f" AND {row}.resource_id = r.id AND {row}.param = {self.p.text(key.parameter.code)}"
+            f" AND {row}.type = {self.p.text(key.parameter.type.value)}"
+            f" AND {row}.component IS NULL)",
+            kind,
+        )
+
+    def bind_sort_value(self, kind: str, value: object) -> str:
+        """A cursor's sort value as a typed parameter (``InvalidSearch`` if it does not fit)."""
+        if not isinstance(value, _SORT_VALUE_TYPES[kind]):
+            raise InvalidSearch("cursor: it does not fit this query", parameter="cursor")
+        try:
+            if isinstance(value, str):
+                return f'({self.p.text(value)} COLLATE "C")'
+            if isinstance(value, Decimal):
+                return self.p.number(value)
+            assert isinstance(value, datetime)
+            return self.p.instant(value)
+        except _Unmatchable:
+            raise InvalidSearch("cursor: it does not fit this query", parameter="cursor") from None
+
+    def after(
+        self,
+        keys: Sequence[SortKey],
+        kinds: Sequence[str],
+        values: Sequence[object],
+        after_id: str,
+        alias: str = "m",
+    ) -> str:
+        """Keyset over ``alias``: the rows strictly after ``(values, after_id)`` in sort order.
+
+        Lexicographic over ``(k IS NULL, k)`` per key (NULLs last both ways), then the
+        id in code-point order: ``(k1 > a1) OR (k1 = a1 AND (... id > i))``. One
+        ascending key with a value is the row comparison ``(k, id) > (a, i)``.
+        """
+        try:
+            identifier = f'({self.p.text(after_id)} COLLATE "C")'
+        except _Unmatchable:
+            raise InvalidSearch("cursor: it does not fit this query", parameter="cursor") from None
+        own_id = f'{alias}.id COLLATE "C"'
+        if (
+            len(keys) == 1
+            and keys[0].direction is SortDirection.ASCENDING
+            and values[0] is not None
+        ):
+            bound = self.bind_sort_value(kinds[0], values[0])
+            return f"(({alias}.k0, {own_id}) > ({bound}, {identifier}) OR {alias}.k0 IS NULL)"
+        condition = f"{own_id} > {identifier}"
+        for position in range(len(keys) - 1, -1, -1):
+            column, value = f"{alias}.k{position}", values[position]
+            if value is None:
+                # Among the NULLs (last): only equal, never after.
+                condition = f"({column} IS NULL AND {condition})"
+                continue
+            bound = self.bind_sort_value(kinds[position], value)
+            operator = ">" if keys[position].direction is SortDirection.ASCENDING else "<"
+            condition = (
+                f"({column} IS NULL OR {column} {operator} {bound}"
+                f" OR ({column} = {bound} AND {condition}))"
+            )
+        return condition
+
+    # -- _include and _revinclude ----------------------------------------------------------
+
+    def include_level(self, query: SearchQuery) -> str:
+        """What the applicable specs add to one frontier resource ``w`` (a LATERAL body).
+
+        As ``resolve_includes``: an ``_include`` adds the live targets of ``w``'s
+        reference rows (of the parameter, or every one for ``*``; of the target type
+        when given) when ``w`` is of the source type; a ``_revinclude`` adds the live
+        resources (of the source type, or any for ``*``) whose rows point at ``w``.
+        A spec without ``:iterate`` applies to the matches only (``w.is_match``).
+        Ids travel in the default collation, so the primary key and the
+        ``(tenant, resource_type, resource_id, param)`` index serve the joins.
+        """
+        parts = []
+        for spec in query.include:
+            row, target = self.alias("s"), self.alias("t")
+            conditions = [
+                f"{row}.tenant = {self.tenant}",
+                f"{row}.resource_type = w.kind",
+                f"{row}.resource_id = w.id",
+                f"w.kind = {self.p.text(spec.source_type)}",
+                points_at(row),
+                self.live(target, None, None),
+            ]
+            if spec.parameter is not None:
+                conditions.append(f"{row}.param = {self.p.text(spec.parameter.code)}")
+            if spec.target_type is not None:
+                conditions.append(f"{row}.ref_type = {self.p.text(spec.target_type)}")
+            if not spec.iterate:
+                conditions.append("w.is_match")
+            parts.append(
+                f'SELECT {row}.ref_type COLLATE "default", {row}.ref_id COLLATE "default"'
+                f" FROM search_index {row}"
+                f" JOIN resources {target} ON {target}.tenant = {row}.tenant"
+                f' AND {target}.resource_type = {row}.ref_type COLLATE "default"'
+                f' AND {target}.id = {row}.ref_id COLLATE "default"'
+                f" WHERE {' AND '.join(conditions)}"
+            )
+        for spec in query.revinclude:
+            row, source = self.alias("s"), self.alias("u")
+            source_type = None if spec.source_type == "*" else spec.source_type
+            conditions = [
+                f"{row}.tenant = {self.tenant}",
+                f"{row}.ref_type = w.kind",
+                # Exact: w.id is a stored id, at most 64 characters (see chain_set).
+                f"{row}.ref_id_key = w.id",
+                points_at(row),
+                self.live(source, None, source_type),
+            ]
+            if spec.target_type is not None:
+                conditions.append(f"w.kind = {self.p.text(spec.target_type)}")
+            if source_type is not None:
+                conditions.append(f"{row}.resource_type = {self.p.text(source_type)}")
+            if spec.parameter is not None:
+                conditions.append(f"{row}.param = {self.p.text(spec.parameter.code)}")
+            if not spec.iterate:
+                conditions.append("w.is_match")
+            parts.append(
+                f"SELECT {row}.resource_type, {row}.resource_id FROM search_index {row}"
+                f" JOIN resources {source} ON {source}.tenant = {row}.tenant"
+                f" AND {source}.resource_type = {row}.resource_type"
+                f" AND {source}.id = {row}.resource_id"
+                f" WHERE {' AND '.join(conditions)}"
+            )
+        return " UNION ALL ".join(parts)
+
     # -- _filter ---------------------------------------------------------------------------
 
     def filter(self, expression: FilterExpression) -> str:
@@ -803,10 +1179,8 @@ class _Builder:
 
     def comparison(self, comparison: FilterComparison) -> str:
         if comparison.chain:
-            raise Unsupported(
-                f"_filter: the chained path {comparison.path!r} is not supported",
-                capability="search.chain",
-            )
+            terminal = replace(comparison, chain=())
+            return self.chained(comparison.chain, lambda: self.comparison(terminal))
         a = self.alias()
         code = comparison.parameter.code
         value = comparison.value
@@ -870,44 +1244,168 @@ def build_search(
     registry: SearchParameterRegistry,
     *,
     now: datetime | None = None,
+    compartment: Compartment | None = None,
+    offset: int = 0,
+    after: tuple[Sequence[object], str] | None = None,
+    snapshot: int | None = None,
 ) -> BuiltSearch:
-    """The statement answering ``query`` (rows: stale, total, id, version, instant, text).
+    """The one statement answering a page of ``query``, includes and total with it.
 
-    Without a total it returns the page; with ``_total=accurate|estimate`` every row
-    carries the number of matches (and one row of NULLs stands for an empty page);
-    ``_summary=count`` returns that one number only.
+    Its rows (see ``helios.search``) have a role: ``match`` rows are the page in order
+    (``position``), one more than the page size when there is a next page, each with
+    its sort values in the typed key arrays; ``include`` rows are what ``_include``
+    and ``_revinclude`` add to the page (its first ``page_size`` matches); one
+    ``meta`` row carries the total (when asked for) and, on a first page, the
+    tenant's newest write sequence, the snapshot later pages are bounded to.
+
+    Args:
+        compartment: the caller's compartment: resources outside it neither match,
+            nor resolve chains or ``_has``, nor are included.
+        offset: matches skipped (``_offset``).
+        after: a cursor's last sort values and id: the page starts after them.
+        snapshot: a cursor's write sequence: resources first written later do not
+            exist for the statement.
+
+    Raises:
+        InvalidSearch: the cursor's values do not fit this query's sort keys.
     """
-    builder = _Builder(registry, query.resource_type, now or datetime.now(UTC))
-    builder.p.texts[0] = tenant
-    conditions = [builder.test(test) for test in query.tests]
-    if query.filter is not None:
-        conditions.append(builder.filter(query.filter))
-    where = "".join(f"\n   AND {condition}" for condition in conditions)
-    matches = (
-        f"FROM resources r WHERE r.tenant = {builder.tenant}"
-        f" AND r.resource_type = {builder.type} AND NOT r.deleted{where}"
+    builder = _Builder(
+        registry,
+        query.resource_type,
+        now or datetime.now(UTC),
+        tenant,
+        snapshot=snapshot,
+        compartment=compartment,
     )
-    limit = query.page_size
-    page_columns = "r.id, r.version_id, r.last_updated, r.resource_text"
-    order = 'ORDER BY r.tenant, r.resource_type, r.id COLLATE "C"'
+    b = builder
+    conditions = [b.live("r", b.type, query.resource_type), *b.where(query)]
+    matches = "FROM resources r WHERE " + "\n   AND ".join(conditions)
+    counted = query.summary is SummaryMode.COUNT or query.total in (
+        TotalMode.ACCURATE,
+        TotalMode.ESTIMATE,
+    )
+    newest = (
+        "NULL::bigint"
+        if snapshot is not None
+        else f"(SELECT max(h.sequence) FROM resource_history h WHERE h.tenant = {b.tenant})"
+    )
     if query.summary is SummaryMode.COUNT:
-        sql = (
-            "SELECT false, count(*), NULL::text, NULL::bigint, NULL::timestamptz, NULL::text "
-            + matches
+        sql = _meta_row(f"(SELECT count(*) {matches})", "NULL::bigint")
+        return _built(b, sql, ())
+    sort = [b.sort_value(key) for key in query.sort]
+    kinds = tuple(kind for _, kind in sort)
+    limit = query.page_size + 1
+    ctes: list[str] = []
+    total = "NULL::bigint"
+    if sort or counted:
+        values = "".join(f", {value} AS k{n}" for n, (value, _) in enumerate(sort))
+        ctes.append(f"m AS MATERIALIZED (SELECT r.id{values} {matches})")
+        keyset = "" if after is None else " WHERE " + b.after(query.sort, kinds, *after)
+        page_rows = (
+            "SELECT r.id, r.version_id, r.last_updated, r.resource_text"
+            + "".join(f", q.k{n}" for n in range(len(sort)))
+            + f" FROM (SELECT m.* FROM m{keyset} ORDER BY {_order('m', query.sort, kinds)}"
+            f" LIMIT {limit} OFFSET {int(offset)}) q"
+            f" JOIN resources r ON r.tenant = {b.tenant} AND r.resource_type = {b.type}"
+            " AND r.id = q.id"
         )
-    elif query.total in (TotalMode.ACCURATE, TotalMode.ESTIMATE):
-        sql = (
-            f"WITH m AS MATERIALIZED (SELECT r.id {matches})\n"
-            "SELECT false, c.total, p.id, p.version_id, p.last_updated, p.resource_text\n"
-            "  FROM (SELECT count(*) AS total FROM m) c\n"
-            f"  LEFT JOIN LATERAL (SELECT {page_columns} FROM m JOIN resources r"
-            f" ON r.tenant = {builder.tenant} AND r.resource_type = {builder.type}"
-            f' AND r.id = m.id ORDER BY m.id COLLATE "C" LIMIT {limit}) p ON true\n'
-            ' ORDER BY p.id COLLATE "C"'
-        )
+        if counted:
+            total = "(SELECT count(*) FROM m)"
     else:
-        sql = f"SELECT false, NULL::bigint, {page_columns}\n  {matches}\n {order} LIMIT {limit}"
+        keyset = "" if after is None else " AND " + b.after((), (), (), after[1], "r")
+        page_rows = (
+            f"SELECT r.id, r.version_id, r.last_updated, r.resource_text {matches}{keyset}"
+            ' ORDER BY r.tenant, r.resource_type, r.id COLLATE "C"'
+            f" LIMIT {limit} OFFSET {int(offset)}"
+        )
+    # Not MATERIALIZED: inlined when only the output reads it (no includes), kept
+    # once when the includes read it too (PostgreSQL's rule for CTEs).
+    ctes.append(
+        f"page AS (SELECT x.*, row_number() OVER"
+        f" (ORDER BY {_order('x', query.sort, kinds)}) AS position FROM ({page_rows}) x)"
+    )
+    key_arrays = ", ".join(
+        "ARRAY["
+        + ", ".join(f"p.k{n}" if kind == wanted else "NULL" for n, kind in enumerate(kinds))
+        + f"]::{array_type}"
+        if sort
+        else f"NULL::{array_type}"
+        for wanted, array_type in (
+            ("text", "text[]"),
+            ("number", "numeric[]"),
+            ("instant", "timestamptz[]"),
+        )
+    )
+    parts = [
+        "SELECT false, 'match'::text, p.position, NULL::text, p.id::text, p.version_id,"
+        f" p.last_updated, p.resource_text, {key_arrays}, NULL::bigint, NULL::bigint"
+        " FROM page p"
+    ]
+    recursive = ""
+    if query.include or query.revinclude:
+        ctes.append(
+            f"seed AS (SELECT {b.type}::text AS kind, p.id::text AS id FROM page p"
+            f" WHERE p.position <= {query.page_size})"
+        )
+        # OFFSET 0 keeps the level a subquery run per frontier resource (one index
+        # probe each); flattened, the planner may merge-join a whole parameter's
+        # reference rows in key order instead, reading far more than a page needs.
+        level = f"SELECT * FROM ({b.include_level(query)}) l OFFSET 0"
+        if any(spec.iterate for spec in (*query.include, *query.revinclude)):
+            # Each step applies the :iterate specs to what the last one added; UNION
+            # drops what was already found, so cycles end.
+            recursive = "RECURSIVE "
+            ctes.append(
+                "inc(kind, id, is_match) AS (SELECT kind, id, true FROM seed UNION"
+                f" SELECT x.kind, x.id, false FROM inc w CROSS JOIN LATERAL ({level}) x(kind, id))"
+            )
+        else:
+            ctes.append(
+                "inc(kind, id, is_match) AS (SELECT x.kind, x.id, false FROM"
+                f" (SELECT kind, id, true AS is_match FROM seed) w"
+                f" CROSS JOIN LATERAL ({level}) x(kind, id))"
+            )
+        parts.append(
+            "SELECT false, 'include'::text, NULL::bigint, t.resource_type, t.id, t.version_id,"
+            " t.last_updated, t.resource_text, NULL::text[], NULL::numeric[],"
+            " NULL::timestamptz[], NULL::bigint, NULL::bigint"
+            " FROM (SELECT DISTINCT kind, id FROM inc WHERE NOT is_match"
+            " EXCEPT SELECT kind, id FROM seed) n"
+            f" JOIN resources t ON t.tenant = {b.tenant} AND t.resource_type = n.kind"
+            " AND t.id = n.id"
+        )
+    parts.append(_meta_row(total, newest))
+    sql = f"WITH {recursive}" + ",\n".join(ctes) + "\n" + "\nUNION ALL ".join(parts)
+    return _built(b, sql, kinds)
+
+
+def _order(alias: str, keys: Sequence[SortKey], kinds: Sequence[str]) -> str:
+    """ORDER BY over ``alias.k0, ...`` and ``alias.id``: NULLs last, then id (code points)."""
+    order = []
+    for n, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+        column = f"{alias}.k{n}"
+        collated = f'{column} COLLATE "C"' if kind == "text" else column
+        descending = " DESC" if key.direction is SortDirection.DESCENDING else ""
+        order.append(f"{column} IS NULL, {collated}{descending}")
+    order.append(f'{alias}.id COLLATE "C"')
+    return ", ".join(order)
+
+
+def _meta_row(total: str, newest: str) -> str:
+    return (
+        "SELECT false, 'meta'::text, NULL::bigint, NULL::text, NULL::text, NULL::bigint,"
+        " NULL::timestamptz, NULL::text, NULL::text[], NULL::numeric[], NULL::timestamptz[],"
+        f" {total}, {newest}"
+    )
+
+
+def _built(builder: _Builder, sql: str, kinds: tuple[str, ...]) -> BuiltSearch:
     p = builder.p
     return BuiltSearch(
-        sql=sql, texts=p.texts, numbers=p.numbers, instants=p.instants, floats=p.floats
+        sql=sql,
+        texts=p.texts,
+        numbers=p.numbers,
+        instants=p.instants,
+        floats=p.floats,
+        sort_kinds=kinds,
     )
