@@ -48,6 +48,7 @@ from helios_conformance import (
     format_instant,
 )
 from helios_conformance.testing import (
+    MEMORY_BULK_CAPABILITIES,
     MEMORY_CAPABILITIES,
     MEMORY_SEARCH_CAPABILITIES,
     MemoryBackend,
@@ -189,7 +190,7 @@ def test_import_is_cheap() -> None:
 
 def test_capabilities_are_memory_plus_tenancy() -> None:
     """Postgres claims the memory backend's storage capabilities plus its tenancy modes,
-    and of search only what the memory backend also claims."""
+    of search only what the memory backend also claims, and all of its Bulk Data."""
     extra = {
         "tenancy.isolation",
         "tenancy.hierarchy",
@@ -198,7 +199,9 @@ def test_capabilities_are_memory_plus_tenancy() -> None:
         "tenancy.database_per_tenant",
     }
     search = {c for c in POSTGRES_CAPABILITIES.supported if c.startswith("search.")}
-    assert POSTGRES_CAPABILITIES.supported == MEMORY_CAPABILITIES.supported | extra | search
+    assert POSTGRES_CAPABILITIES.supported == (
+        MEMORY_CAPABILITIES.supported | extra | search | MEMORY_BULK_CAPABILITIES.supported
+    )
     assert search <= MEMORY_SEARCH_CAPABILITIES.supported
 
 

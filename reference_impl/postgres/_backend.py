@@ -84,6 +84,7 @@ from helios_conformance.search import (
     validate_search_parameter,
 )
 
+from ._bulk import POSTGRES_BULK_CAPABILITIES, PostgresBulkStorage
 from ._pool import Pool
 from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
 from ._search import IndexArrays, build_search, refuse_unsupported
@@ -92,7 +93,7 @@ from ._server import Server, provision
 if TYPE_CHECKING:
     import asyncpg
 
-POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
+_STORAGE_AND_SEARCH_CAPABILITIES = CapabilityDeclaration.of(
     supported=[
         "crud.create",
         "crud.read",
@@ -153,6 +154,11 @@ Not declared (refused with Unsupported): the terminology modifiers, ``_elements`
 ``_summary`` other than ``count``, chains, ``_has``, ``_include``, ``_revinclude``,
 ``_sort`` and paging.
 """
+
+POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
+    supported=_STORAGE_AND_SEARCH_CAPABILITIES.supported | POSTGRES_BULK_CAPABILITIES.supported
+)
+"""Everything the PostgreSQL backend declares: the above and Bulk Data (``_bulk.py``)."""
 
 TENANCY_MODES = ("shared", "schema", "database")
 TEMPLATE_DATABASE = "helios_template"
@@ -408,8 +414,8 @@ def _translate_errors() -> Iterator[None]:
 # -- the backend ---------------------------------------------------------------------------
 
 
-class PostgresBackend:
-    """The contract on PostgreSQL: CRUD, versions, history and search, multi-tenant.
+class PostgresBackend(PostgresBulkStorage):
+    """The contract on PostgreSQL: CRUD, versions, history, search and Bulk Data, multi-tenant.
 
     Open it with :func:`open_postgres_backend`.
     """
@@ -635,8 +641,12 @@ class PostgresBackend:
         state = self._registries.get(tenant)
         if state is not None:
             return state
+        # The tenant's configuration, read for the caller's own query and never
+        # returned to it: safe for a compartment-restricted caller (export needs it).
         rows = await self._fetch(
-            context, "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)"
+            context,
+            "SELECT o_generation, o_id, o_text FROM helios.search_registry($1, $2)",
+            compartment_enforced=True,
         )
         registry = SearchParameterRegistry()
         urls: dict[str, str] = {}
