@@ -91,6 +91,7 @@ from helios_conformance.search import (
 )
 
 from . import _compartments as compartments
+from ._bulk import POSTGRES_BULK_CAPABILITIES, PostgresBulkStorage
 from ._driver import translate_errors
 from ._pool import Pool
 from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
@@ -177,10 +178,14 @@ _POSTGRES_STORAGE_CAPABILITIES = CapabilityDeclaration.of(
 """CRUD, versions, history, every tenancy mode, and search with composition."""
 
 POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
-    supported=_POSTGRES_STORAGE_CAPABILITIES.supported | POSTGRES_TRANSACTION_CAPABILITIES.supported
+    supported=_POSTGRES_STORAGE_CAPABILITIES.supported
+    | POSTGRES_TRANSACTION_CAPABILITIES.supported
+    | POSTGRES_BULK_CAPABILITIES.supported
 )
-"""Everything declared. Not declared (refused with Unsupported, as by every backend
-here): the terminology modifiers (``:in``, ``:not-in``, ``:above``/``:below`` on codes).
+"""Everything the PostgreSQL backend declares: the above, transactions
+(``_transactions.py``) and Bulk Data (``_bulk.py``). Not declared (refused with
+Unsupported, as by every backend here): the terminology modifiers (``:in``,
+``:not-in``, ``:above``/``:below`` on codes).
 """
 
 TENANCY_MODES = ("shared", "schema", "database")
@@ -413,9 +418,9 @@ def _conflict(
 # -- the backend ---------------------------------------------------------------------------
 
 
-class PostgresBackend(PostgresTransactions):
-    """The contract on PostgreSQL: CRUD, versions, history, search, transactions,
-    multi-tenant.
+class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
+    """The contract on PostgreSQL: CRUD, versions, history, search, transactions and
+    Bulk Data, multi-tenant.
 
     Open it with :func:`open_postgres_backend`. A copy of it bound to one connection
     in an open transaction (``_binding``) runs the calls of that transaction.

@@ -39,12 +39,20 @@ Everything lives in the schema ``helios``:
     caches the registry with its generation, and every write and search states the
     generation it used, so a registry changed by another process is noticed and
     reloaded instead of indexing or searching with stale definitions.
+``bulk_jobs``, ``bulk_entries`` (version 4)
+    Bulk Data job documents (export jobs, submissions) keyed by ``(tenant, kind, id)``
+    with the status the active-job cap counts and a revision for optimistic
+    concurrency, and the per-line journal of a submission keyed by ``(tenant,
+    submission, seq)``. Version 4 also indexes ``resources`` on ``(tenant,
+    resource_type, id COLLATE "C")`` for export's keyset pages, and ``export_scan``
+    moves ``tenant_clocks`` up to a job's snapshot instant (see ``_EXPORT_SCAN``).
 
 Every table has row-level security, *forced* (it binds the table owner too): a row is
 visible and writable only when its ``tenant`` equals ``current_setting('helios.tenant')``,
 which each data function sets for its own transaction only (``set_config(..., true)``).
 The application connects as (or ``SET ROLE``s to) :data:`APP_ROLE`, which owns nothing,
-is no superuser and lacks ``BYPASSRLS``, and may only SELECT, INSERT and UPDATE.
+is no superuser and lacks ``BYPASSRLS``, and may only SELECT, INSERT and UPDATE (and
+DELETE on ``search_index`` and the bulk tables).
 
 Each contract call is one statement: ``SELECT * FROM helios.<function>(...)``, a
 PL/pgSQL function that sets the tenant, reads, checks and writes in the statement's own
@@ -64,7 +72,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APP_ROLE = "helios_app"
 """The role the application runs as: no ownership, no superuser, no BYPASSRLS."""
 
@@ -874,6 +882,384 @@ END
 $fn$
 """
 
+# -- version 4: Bulk Data ------------------------------------------------------------------
+
+# The bulk tables of one schema (``helios`` or a tenant's): job documents and submission
+# journals, plus the index an export scan pages on. Called by migration 4 for the
+# schemas that exist and by ensure_tenant_schema (version 4) for new ones.
+_CREATE_BULK_STORAGE = r"""
+CREATE FUNCTION helios.create_bulk_storage(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_table text;
+BEGIN
+    -- COLLATE "C" on ids: job lists come back in code-point order, as Python sorts.
+    EXECUTE format($ddl$
+        CREATE TABLE %1$I.bulk_jobs (
+            tenant   text   NOT NULL,
+            kind     text   NOT NULL,
+            id       text   COLLATE "C" NOT NULL,
+            status   text   NOT NULL,
+            revision bigint NOT NULL,
+            document text   NOT NULL,
+            PRIMARY KEY (tenant, kind, id)
+        )$ddl$, p_schema);
+    -- The active-job cap counts a tenant's jobs of one kind by status.
+    EXECUTE format('CREATE INDEX bulk_jobs_status ON %I.bulk_jobs (tenant, kind, status)',
+                   p_schema);
+    EXECUTE format($ddl$
+        CREATE TABLE %1$I.bulk_entries (
+            tenant           text   NOT NULL,
+            submission       text   NOT NULL,
+            seq              bigint NOT NULL,
+            manifest_url     text   NOT NULL,
+            source_url       text   NOT NULL,
+            line             bigint NOT NULL,
+            outcome          text   NOT NULL,
+            resource_type    text,
+            resource_id      text,
+            previous_version text,
+            version          text,
+            message          text,
+            PRIMARY KEY (tenant, submission, seq)
+        )$ddl$, p_schema);
+    -- Export pages are keyset pages on the id in code-point order over *every* row of
+    -- a type: resources_search_order skips deleted rows, but a resource deleted after
+    -- the snapshot instant is still exported as its snapshot version.
+    EXECUTE format('CREATE INDEX resources_export_order ON %I.resources'
+                   ' (tenant, resource_type, id COLLATE "C")', p_schema);
+    FOREACH v_table IN ARRAY ARRAY['bulk_jobs', 'bulk_entries'] LOOP
+        EXECUTE format('ALTER TABLE %I.%I ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY',
+                       p_schema, v_table);
+        EXECUTE format($ddl$
+            CREATE POLICY tenant_rows ON %I.%I
+                USING (tenant = current_setting('helios.tenant', true))
+                WITH CHECK (tenant = current_setting('helios.tenant', true))$ddl$,
+            p_schema, v_table);
+    END LOOP;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'helios_app') THEN
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I.bulk_jobs, %I.bulk_entries'
+                       ' TO helios_app', p_schema, p_schema);
+    END IF;
+END
+$fn$
+"""
+
+_ENSURE_TENANT_SCHEMA_V4 = r"""
+CREATE OR REPLACE FUNCTION helios.ensure_tenant_schema(p_tenant text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, helios AS $fn$
+DECLARE
+    v_schema text := 'tenant_' || substr(md5(p_tenant), 1, 24);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('helios.tenant_schema:' || p_tenant, 0));
+    IF NOT EXISTS (SELECT FROM helios.tenant_schemas WHERE tenant = p_tenant) THEN
+        EXECUTE format('CREATE SCHEMA %I', v_schema);
+        PERFORM helios.create_storage(v_schema);
+        PERFORM helios.create_search_storage(v_schema);
+        PERFORM helios.create_composition_indexes(v_schema);
+        PERFORM helios.create_bulk_storage(v_schema);
+        INSERT INTO helios.tenant_schemas (tenant, schema_name) VALUES (p_tenant, v_schema);
+    END IF;
+    RETURN v_schema;
+END
+$fn$
+"""
+
+# The resource types of the tenant with any stored row: a loose index scan (one probe
+# of the primary key per type), not one row per resource.
+_EXPORT_TYPES = r"""
+CREATE FUNCTION helios.export_types(p_tenant text, p_schema text)
+RETURNS TABLE (o_type text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        WITH RECURSIVE kinds(kind) AS (
+            SELECT min(r.resource_type) FROM resources r WHERE r.tenant = p_tenant
+            UNION ALL
+            SELECT (SELECT min(r.resource_type) FROM resources r
+                     WHERE r.tenant = p_tenant AND r.resource_type > k.kind)
+              FROM kinds k WHERE k.kind IS NOT NULL)
+        SELECT k.kind FROM kinds k WHERE k.kind IS NOT NULL;
+END
+$fn$
+"""
+
+# One export page: the caller's statement (built by _bulk.py; values as in
+# helios.search, plus $5, the registry generation the statement was built with, which
+# the statement itself checks so that check and page share one snapshot).
+#
+# Closing the snapshot: a page must never miss a version written at or before p_as_of
+# that a later page (or a resumed job) would see. Writers draw lastUpdated under the
+# tenant's advisory lock and commit before releasing it, so once the tenant's clock
+# stands at least at p_as_of no write in flight can still get an instant <= p_as_of.
+# While it stands below, this function takes the same lock (waiting for the writer in
+# flight, if any) and moves the clock to p_as_of (never past the server's own clock),
+# so every later write is stamped after the snapshot. The page query then runs in a
+# snapshot taken after that (READ COMMITTED: each statement of a VOLATILE function
+# takes a new one). Only the first page of a job normally finds the clock behind.
+_EXPORT_SCAN = r"""
+CREATE FUNCTION helios.export_scan(
+    p_tenant text, p_schema text, p_generation bigint, p_as_of timestamptz, p_sql text,
+    p_texts text[], p_numbers numeric[], p_instants timestamptz[], p_floats float8[])
+RETURNS TABLE (o_stale boolean, o_id text, o_version_id bigint, o_last_updated timestamptz,
+               o_text text, o_current boolean)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_close timestamptz := least(p_as_of, clock_timestamp());
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    IF coalesce((SELECT c.last_updated FROM tenant_clocks c WHERE c.tenant = p_tenant),
+                '-infinity') < v_close THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended(p_tenant, 0));
+        INSERT INTO tenant_clocks AS c (tenant, last_updated) VALUES (p_tenant, v_close)
+        ON CONFLICT (tenant) DO UPDATE SET last_updated = greatest(c.last_updated, v_close);
+    END IF;
+    RETURN QUERY EXECUTE p_sql USING p_texts, p_numbers, p_instants, p_floats, p_generation;
+END
+$fn$
+"""
+
+# The live snapshot versions of one type (of some ids, or all), for what export
+# decides in Python: the other resources a chained _typeFilter reaches, and whether a
+# referenced patient was live. Consistent with the page: export_scan closed the
+# snapshot, so versions at or before p_as_of no longer change.
+_EXPORT_SNAPSHOT = r"""
+CREATE FUNCTION helios.export_snapshot(
+    p_tenant text, p_schema text, p_as_of timestamptz, p_type text, p_ids text[])
+RETURNS TABLE (o_id text, o_text text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        SELECT r.id, s.text
+          FROM resources r
+         CROSS JOIN LATERAL (
+               SELECT r.resource_text WHERE r.last_updated <= p_as_of
+               UNION ALL
+               (SELECT h.resource_text FROM resource_history h
+                 WHERE r.last_updated > p_as_of AND h.tenant = r.tenant
+                   AND h.resource_type = r.resource_type AND h.id = r.id
+                   AND h.last_updated <= p_as_of
+                 ORDER BY h.version_id DESC LIMIT 1)) AS s(text)
+         WHERE r.tenant = p_tenant AND r.resource_type = p_type
+           AND (p_ids IS NULL OR r.id = ANY(p_ids)) AND s.text IS NOT NULL
+         ORDER BY r.id COLLATE "C";
+END
+$fn$
+"""
+
+# Count and insert are one step for every connection: kick-offs of one tenant and
+# kind take turns on an advisory lock held to commit, and each statement after it
+# sees the jobs the previous holder inserted. Outcomes: inserted, exists, too_many
+# (o_active: how many were active).
+_BULK_INSERT_JOB = r"""
+CREATE FUNCTION helios.bulk_insert_job(
+    p_tenant text, p_schema text, p_kind text, p_id text, p_status text, p_document text,
+    p_max_active bigint, p_active_statuses text[],
+    OUT o_outcome text, OUT o_active bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('helios.bulk_jobs:' || p_kind || ':'
+                                                   || p_tenant, 0));
+    IF EXISTS (SELECT FROM bulk_jobs j
+                WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.id = p_id) THEN
+        o_outcome := 'exists'; RETURN;
+    END IF;
+    IF p_max_active IS NOT NULL THEN
+        SELECT count(*) INTO o_active FROM bulk_jobs j
+         WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.status = ANY(p_active_statuses);
+        IF o_active >= p_max_active THEN
+            o_outcome := 'too_many'; RETURN;
+        END IF;
+    END IF;
+    INSERT INTO bulk_jobs (tenant, kind, id, status, revision, document)
+    VALUES (p_tenant, p_kind, p_id, p_status, 1, p_document);
+    o_outcome := 'inserted';
+END
+$fn$
+"""
+
+_BULK_LOAD_JOB = r"""
+CREATE FUNCTION helios.bulk_load_job(p_tenant text, p_schema text, p_kind text, p_id text)
+RETURNS TABLE (o_status text, o_revision bigint, o_document text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        SELECT j.status, j.revision, j.document FROM bulk_jobs j
+         WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.id = p_id;
+END
+$fn$
+"""
+
+# Optimistic concurrency: the UPDATE only matches the expected revision (under READ
+# COMMITTED a concurrent save that committed first is re-checked, so it no longer
+# does). Outcomes: saved (o_revision: the new one), conflict (the stored one),
+# not_found.
+_BULK_SAVE_JOB = r"""
+CREATE FUNCTION helios.bulk_save_job(
+    p_tenant text, p_schema text, p_kind text, p_id text, p_status text, p_document text,
+    p_expected bigint, OUT o_outcome text, OUT o_revision bigint)
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    UPDATE bulk_jobs j SET status = p_status, document = p_document, revision = j.revision + 1
+     WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.id = p_id AND j.revision = p_expected
+    RETURNING j.revision INTO o_revision;
+    IF FOUND THEN
+        o_outcome := 'saved'; RETURN;
+    END IF;
+    SELECT j.revision INTO o_revision FROM bulk_jobs j
+     WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.id = p_id;
+    o_outcome := CASE WHEN FOUND THEN 'conflict' ELSE 'not_found' END;
+END
+$fn$
+"""
+
+_BULK_LIST_JOBS = r"""
+CREATE FUNCTION helios.bulk_list_jobs(p_tenant text, p_schema text, p_kind text)
+RETURNS TABLE (o_id text, o_status text, o_revision bigint, o_document text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    RETURN QUERY
+        SELECT j.id, j.status, j.revision, j.document FROM bulk_jobs j
+         WHERE j.tenant = p_tenant AND j.kind = p_kind ORDER BY j.id;
+END
+$fn$
+"""
+
+_BULK_DELETE_JOB = r"""
+CREATE FUNCTION helios.bulk_delete_job(
+    p_tenant text, p_schema text, p_kind text, p_id text, p_with_entries boolean)
+RETURNS boolean
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_deleted integer;
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    IF p_with_entries THEN
+        DELETE FROM bulk_entries e WHERE e.tenant = p_tenant AND e.submission = p_id;
+    END IF;
+    DELETE FROM bulk_jobs j WHERE j.tenant = p_tenant AND j.kind = p_kind AND j.id = p_id;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    RETURN v_deleted > 0;
+END
+$fn$
+"""
+
+# A batch of journal entries, one array per column: one statement however many lines.
+_BULK_APPEND_ENTRIES = r"""
+CREATE FUNCTION helios.bulk_append_entries(
+    p_tenant text, p_schema text, p_submission text, p_seq bigint[], p_manifest_url text[],
+    p_source_url text[], p_line bigint[], p_outcome text[], p_resource_type text[],
+    p_resource_id text[], p_previous_version text[], p_version text[], p_message text[])
+RETURNS integer
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_added integer;
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    INSERT INTO bulk_entries
+           (tenant, submission, seq, manifest_url, source_url, line, outcome, resource_type,
+            resource_id, previous_version, version, message)
+    SELECT p_tenant, p_submission, u.*
+      FROM unnest(p_seq, p_manifest_url, p_source_url, p_line, p_outcome, p_resource_type,
+                  p_resource_id, p_previous_version, p_version, p_message) AS u;
+    GET DIAGNOSTICS v_added = ROW_COUNT;
+    RETURN v_added;
+END
+$fn$
+"""
+
+# p_after = 0: from the start (either direction); p_limit NULL: no limit.
+_BULK_LIST_ENTRIES = r"""
+CREATE FUNCTION helios.bulk_list_entries(
+    p_tenant text, p_schema text, p_submission text, p_outcome text, p_manifest_url text,
+    p_after bigint, p_limit bigint, p_descending boolean)
+RETURNS TABLE (o_seq bigint, o_manifest_url text, o_source_url text, o_line bigint,
+               o_outcome text, o_resource_type text, o_resource_id text,
+               o_previous_version text, o_version text, o_message text)
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    PERFORM set_config('helios.tenant', p_tenant, true);
+    IF p_schema IS NOT NULL THEN
+        PERFORM set_config('search_path', p_schema, true);
+    END IF;
+    IF p_descending THEN
+        RETURN QUERY
+            SELECT e.seq, e.manifest_url, e.source_url, e.line, e.outcome, e.resource_type,
+                   e.resource_id, e.previous_version, e.version, e.message
+              FROM bulk_entries e
+             WHERE e.tenant = p_tenant AND e.submission = p_submission
+               AND (p_outcome IS NULL OR e.outcome = p_outcome)
+               AND (p_manifest_url IS NULL OR e.manifest_url = p_manifest_url)
+               AND (p_after = 0 OR e.seq < p_after)
+             ORDER BY e.seq DESC LIMIT p_limit;
+    ELSE
+        RETURN QUERY
+            SELECT e.seq, e.manifest_url, e.source_url, e.line, e.outcome, e.resource_type,
+                   e.resource_id, e.previous_version, e.version, e.message
+              FROM bulk_entries e
+             WHERE e.tenant = p_tenant AND e.submission = p_submission
+               AND (p_outcome IS NULL OR e.outcome = p_outcome)
+               AND (p_manifest_url IS NULL OR e.manifest_url = p_manifest_url)
+               AND (p_after = 0 OR e.seq > p_after)
+             ORDER BY e.seq LIMIT p_limit;
+    END IF;
+END
+$fn$
+"""
+
+# Migration 4 as one self-contained step (tables for helios and every tenant schema,
+# the new ensure_tenant_schema, the functions), so it can be renumbered as a whole.
+_BULK_MIGRATION: tuple[str, ...] = (
+    _CREATE_BULK_STORAGE,
+    "SELECT helios.create_bulk_storage('helios')",
+    "SELECT helios.create_bulk_storage(schema_name) FROM helios.tenant_schemas",
+    _ENSURE_TENANT_SCHEMA_V4,
+    _EXPORT_TYPES,
+    _EXPORT_SCAN,
+    _EXPORT_SNAPSHOT,
+    _BULK_INSERT_JOB,
+    _BULK_LOAD_JOB,
+    _BULK_SAVE_JOB,
+    _BULK_LIST_JOBS,
+    _BULK_DELETE_JOB,
+    _BULK_APPEND_ENTRIES,
+    _BULK_LIST_ENTRIES,
+    "REVOKE ALL ON FUNCTION helios.create_bulk_storage(text) FROM PUBLIC",
+)
+
 # MIGRATIONS[n] takes a database from version n to n + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -919,6 +1305,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         _SEARCH_V3,
         "REVOKE ALL ON FUNCTION helios.create_composition_indexes(text) FROM PUBLIC",
     ),
+    _BULK_MIGRATION,
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
