@@ -792,6 +792,50 @@ def test_order_and_instants_agree_across_processes(
         run(second.close())
 
 
+def test_cursors_are_honoured_by_every_process_on_the_database(
+    run: Run[Any], open_backend: Any, server: _server.Server
+) -> None:
+    """A history cursor and a search cursor issued by one backend (one process) page on
+    in another backend on the same database: they sign with the database's key, which
+    the application role itself cannot read."""
+    first = open_backend()
+    dsn = server.dsn.replace("/postgres?", f"/{first.database}?")
+    if dsn == server.dsn:
+        pytest.skip("cannot rewrite this DSN's database")
+    second = run(open_postgres_backend(BackendConfig(url=dsn, options={"database": "direct"})))
+    try:
+        for n in range(5):
+            run(first.create_or_update(A, "Patient", f"p{n}", _patient(f"F{n}", f"p{n}")))
+        page = run(first.history_system(A, count=2))
+        assert page.next_cursor is not None
+        following = run(second.history_system(A, count=2, cursor=page.next_cursor))
+        assert [entry.id for entry in following.entries] == ["p2", "p1"]
+        result = run(first.search(A, "Patient", [("_count", "2"), ("_sort", "family")]))
+        assert result.next_cursor is not None
+        rest = run(
+            second.search(
+                A, "Patient", [("_count", "2"), ("_sort", "family")], cursor=result.next_cursor
+            )
+        )
+        assert list(rest.ids) == ["p2", "p3"]
+
+        async def as_application() -> str:
+            connection = await _superuser(first)
+            try:
+                await connection.execute(f"SET ROLE {APP_ROLE}")
+                try:
+                    await connection.fetchval("SELECT secret FROM helios.cursor_secret")
+                except asyncpg.InsufficientPrivilegeError as refused:
+                    return type(refused).__name__
+                return "read"
+            finally:
+                await connection.close()
+
+        assert run(as_application()) == "InsufficientPrivilegeError"
+    finally:
+        run(second.close())
+
+
 def test_last_updated_never_goes_back(run: Run[Any], open_backend: Any) -> None:
     """If the tenant's clock is ahead of the server's (a clock stepped back), instants still rise."""
     backend = open_backend()

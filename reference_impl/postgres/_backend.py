@@ -94,7 +94,7 @@ from . import _compartments as compartments
 from ._bulk import POSTGRES_BULK_CAPABILITIES, PostgresBulkStorage
 from ._driver import translate_errors
 from ._pool import Pool
-from ._schema import SETUP_LOCK, SchemaTooNew, ensure_app_role, migrate
+from ._schema import SETUP_LOCK, SchemaTooNew, cursor_secret, ensure_app_role, migrate
 from ._search import BuiltSearch, IndexArrays, build_search
 from ._server import Server, provision
 from ._transactions import (
@@ -438,6 +438,7 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         app_role: str | None,
         server_version: str,
         admin: asyncpg.Connection | None,
+        cursor_key: bytes | None = None,
     ) -> None:
         self._server = server
         self._dsn = dsn
@@ -451,7 +452,9 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         self._pool: Pool | None = None
         self._schemas: dict[str, str] = {}
         self._tenant_pools: dict[str, Pool] = {}
-        self._cursors = CursorCodec()
+        # The database's key (see _schema.cursor_secret): every process using the
+        # database honours the cursors of every other.
+        self._cursors = CursorCodec(cursor_key)
         self._registries: dict[str, _RegistryState] = {}
         self._closed = False
 
@@ -1477,9 +1480,12 @@ async def open_postgres_backend(config: BackendConfig) -> PostgresBackend:
                 finally:
                     await admin.execute("SELECT pg_advisory_unlock($1)", SETUP_LOCK)
                 await migrate(admin)
+                cursor_key = await cursor_secret(admin)
             else:
                 database = worker_database_name(config.worker_id)
                 app_role = await _prepare_worker_database(admin, server.dsn, database)
+                async with _connection(server.dsn, database) as owner:
+                    cursor_key = await cursor_secret(owner)
         if options.tenancy != "database":
             await admin.close()
             admin = None
@@ -1491,6 +1497,7 @@ async def open_postgres_backend(config: BackendConfig) -> PostgresBackend:
             app_role=app_role,
             server_version=server_version,
             admin=admin,
+            cursor_key=cursor_key,
         )
         admin = None
         await backend._open_pool()

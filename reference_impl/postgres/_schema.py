@@ -46,8 +46,11 @@ Everything lives in the schema ``helios``:
     submission, seq)``. Version 4 also indexes ``resources`` on ``(tenant,
     resource_type, id COLLATE "C")`` for export's keyset pages, and ``export_scan``
     moves ``tenant_clocks`` up to a job's snapshot instant (see ``_EXPORT_SCAN``).
+``cursor_secret`` (version 5)
+    The key every process signs page cursors with, so one process honours another's
+    cursors; written by the first opener, readable by the owner role only.
 
-Every table has row-level security, *forced* (it binds the table owner too): a row is
+Every tenant table has row-level security, *forced* (it binds the table owner too): a row is
 visible and writable only when its ``tenant`` equals ``current_setting('helios.tenant')``,
 which each data function sets for its own transaction only (``set_config(..., true)``).
 The application connects as (or ``SET ROLE``s to) :data:`APP_ROLE`, which owns nothing,
@@ -67,12 +70,13 @@ changes the tables must also apply to every schema listed in ``helios.tenant_sch
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APP_ROLE = "helios_app"
 """The role the application runs as: no ownership, no superuser, no BYPASSRLS."""
 
@@ -1260,6 +1264,19 @@ _BULK_MIGRATION: tuple[str, ...] = (
     "REVOKE ALL ON FUNCTION helios.create_bulk_storage(text) FROM PUBLIC",
 )
 
+# -- version 5: the cursor secret -----------------------------------------------------------
+
+# The key every process using the database signs its page cursors with, so a cursor
+# one process issued is honoured by another (behind a load balancer, say). Written
+# once by the first backend that opens the database (see ``cursor_secret``); the
+# application role has no right on it at all: only the connecting (owner) role reads it.
+_CREATE_CURSOR_SECRET = """
+CREATE TABLE helios.cursor_secret (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    secret    bytea   NOT NULL CHECK (length(secret) >= 32)
+)
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -1306,6 +1323,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "REVOKE ALL ON FUNCTION helios.create_composition_indexes(text) FROM PUBLIC",
     ),
     _BULK_MIGRATION,
+    (_CREATE_CURSOR_SECRET,),
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -1395,3 +1413,16 @@ async def ensure_app_role(connection: asyncpg.Connection) -> str | None:
                 raise
             return None
     return APP_ROLE
+
+
+async def cursor_secret(connection: asyncpg.Connection) -> bytes:
+    """The database's cursor-signing key, made (32 random bytes) by the first caller.
+
+    ``connection`` must be the owner role's (the application role cannot read it).
+    """
+    await connection.execute(
+        "INSERT INTO helios.cursor_secret (secret) VALUES ($1) ON CONFLICT DO NOTHING",
+        secrets.token_bytes(32),
+    )
+    secret: bytes = await connection.fetchval("SELECT secret FROM helios.cursor_secret")
+    return secret
