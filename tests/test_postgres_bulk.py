@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +26,6 @@ import pytest
 from helios_conformance import (
     AccessDenied,
     BackendConfig,
-    BackendUnavailable,
     BulkJobRecord,
     ExportScan,
     PatientCompartment,
@@ -48,6 +46,7 @@ from reference_impl.postgres._schema import APP_ROLE
 
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
+
 T = TypeVar("T")
 Run = Callable[[Awaitable[T]], T]
 
@@ -57,55 +56,6 @@ ACTIVE = frozenset({"accepted", "in-progress"})
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[_server.Server]:
-    """One throwaway server for the module (or HELIOS_POSTGRES_URL's), as in the other modules."""
-    try:
-        started = _server.provision(os.environ.get("HELIOS_POSTGRES_URL"))
-    except BackendUnavailable as exc:
-        required = {part for part in os.environ.get("HELIOS_REQUIRE", "").split(",") if part}
-        if required & {"postgres", "all"}:
-            pytest.fail(f"no PostgreSQL server (HELIOS_REQUIRE): {exc.message}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server: {exc.message}")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
-
-
-@pytest.fixture
-def run(runner: asyncio.Runner) -> Run[Any]:
-    def _run(awaitable: Awaitable[T]) -> T:
-        async def _await() -> T:
-            return await awaitable
-
-        return runner.run(_await())
-
-    return _run
-
-
-@pytest.fixture
-def open_backend(server: _server.Server, run: Run[Any]) -> Iterator[Callable[..., PostgresBackend]]:
-    """Open backends on the module's server, each in its own worker database; close all."""
-    opened: list[PostgresBackend] = []
-
-    def _open(**options: str) -> PostgresBackend:
-        config = BackendConfig(
-            url=server.dsn, options=options, worker_id=f"b{uuid.uuid4().hex[:12]}"
-        )
-        backend: PostgresBackend = run(open_postgres_backend(config))
-        opened.append(backend)
-        return backend
-
-    yield _open
-    for backend in opened:
-        run(backend.close())
 
 
 def _direct(server: _server.Server, backend: PostgresBackend, **options: str) -> BackendConfig:

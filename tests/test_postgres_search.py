@@ -36,6 +36,7 @@ from reference_impl.postgres._search import build_search, tsquery_literal, tsvec
 
 asyncpg = pytest.importorskip("asyncpg", reason="the postgres extra is not installed")
 
+
 T = TypeVar("T")
 Run = Callable[[Awaitable[T]], T]
 
@@ -43,37 +44,6 @@ EXAMPLES = int(os.environ.get("HELIOS_SEARCH_EXAMPLES", "400"))
 
 
 # -- fixtures -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[_server.Server]:
-    """One throwaway server for the module (or HELIOS_POSTGRES_URL's); else skip/fail."""
-    try:
-        started = _server.provision(os.environ.get("HELIOS_POSTGRES_URL"))
-    except Exception as exc:
-        required = {part for part in os.environ.get("HELIOS_REQUIRE", "").split(",") if part}
-        if required & {"postgres", "all"}:
-            pytest.fail(f"no PostgreSQL server (HELIOS_REQUIRE): {exc}", pytrace=False)
-        pytest.skip(f"no PostgreSQL server: {exc}")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as loop_runner:
-        yield loop_runner
-
-
-@pytest.fixture
-def run(runner: asyncio.Runner) -> Run[Any]:
-    def _run(awaitable: Awaitable[T]) -> T:
-        async def _await() -> T:
-            return await awaitable
-
-        return runner.run(_await())
-
-    return _run
 
 
 @pytest.fixture(scope="module")
