@@ -18,12 +18,17 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from .._capabilities import CapabilityDeclaration
-from .._contract import IsolationLevel, QueryParameters, Transaction
+from .._contract import IsolationLevel, Transaction
 from .._errors import InvalidRequest
-from .._resource import Resource, SearchResult, StoredResource
 from .._tenancy import TenantContext, TenantId
 from ..search import SearchParameterRegistry
-from ..transactions import UNGATED_METHODS, FhirTransactionsMixin, check_isolation
+from ..transactions import (
+    UNGATED_METHODS,
+    FhirTransactionsMixin,
+    ForwardedStorage,
+    ForwardingTransaction,
+    check_isolation,
+)
 
 if TYPE_CHECKING:
     from ._memory import _Chain, _Version
@@ -119,7 +124,7 @@ class MemoryTransactions(FhirTransactionsMixin):
                 registry.register(json.loads(current.text))
 
 
-class MemoryTransaction:
+class MemoryTransaction(ForwardingTransaction):
     """One open in-memory transaction: the backend's calls, bound to one tenant."""
 
     def __init__(
@@ -165,85 +170,7 @@ class MemoryTransaction:
         finally:
             self._backend.transaction_gate.leave()
 
-    async def create(self, context: TenantContext, resource: Resource) -> StoredResource:
-        result: StoredResource = await self._check(context).create(context, resource)
-        return result
-
-    async def create_or_update(
-        self, context: TenantContext, resource_type: str, resource_id: str, resource: Resource
-    ) -> tuple[StoredResource, bool]:
-        result: tuple[StoredResource, bool] = await self._check(context).create_or_update(
-            context, resource_type, resource_id, resource
-        )
-        return result
-
-    async def read(
-        self, context: TenantContext, resource_type: str, resource_id: str
-    ) -> StoredResource:
-        result: StoredResource = await self._check(context).read(
-            context, resource_type, resource_id
-        )
-        return result
-
-    async def update(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        resource: Resource,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource:
-        result: StoredResource = await self._check(context).update(
-            context, resource_type, resource_id, resource, expected_version=expected_version
-        )
-        return result
-
-    async def delete(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource | None:
-        result: StoredResource | None = await self._check(context).delete(
-            context, resource_type, resource_id, expected_version=expected_version
-        )
-        return result
-
-    async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
-        result: bool = await self._check(context).exists(context, resource_type, resource_id)
-        return result
-
-    async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
-        result: int = await self._check(context).count(context, resource_type)
-        return result
-
-    async def vread(
-        self, context: TenantContext, resource_type: str, resource_id: str, version_id: str
-    ) -> StoredResource:
-        result: StoredResource = await self._check(context).vread(
-            context, resource_type, resource_id, version_id
-        )
-        return result
-
-    async def search(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        parameters: QueryParameters,
-        *,
-        strict: bool = True,
-        cursor: str | None = None,
-    ) -> SearchResult:
-        backend = self._check(context)
-        if cursor is None:
-            result: SearchResult = await backend.search(
-                context, resource_type, parameters, strict=strict
-            )
-        else:
-            result = await backend.search(
-                context, resource_type, parameters, strict=strict, cursor=cursor
-            )
-        return result
+    async def _call(
+        self, context: TenantContext, call: Callable[[ForwardedStorage], Awaitable[T]]
+    ) -> T:
+        return await call(self._check(context))

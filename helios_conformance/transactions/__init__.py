@@ -10,6 +10,8 @@ the FHIR semantics on top of it, so every backend shares them:
   inside an open transaction;
 - :func:`apply_patch`: JSON Patch (RFC 6902) and FHIRPath Patch (R4 fhirpatch.html);
 - :class:`FhirTransactionsMixin`: all of the above as backend methods, given ``begin``;
+- :class:`ForwardingTransaction`: a transaction's storage calls, each forwarded to
+  storage that runs it inside the transaction;
 - :class:`TransactionGate`: one transaction at a time per backend, nesting refused.
 """
 
@@ -26,6 +28,7 @@ from ._conditional import (
     find_matches,
     patch_in,
 )
+from ._forwarding import ForwardedStorage, ForwardingTransaction
 from ._gate import TransactionGate, check_isolation
 from ._mixin import UNGATED_METHODS, FhirTransactionsMixin
 from ._patch import (
@@ -43,6 +46,8 @@ __all__ = [
     "RESULT_PARAMETERS",
     "UNGATED_METHODS",
     "FhirTransactionsMixin",
+    "ForwardedStorage",
+    "ForwardingTransaction",
     "TransactionGate",
     "apply_fhirpath_patch",
     "apply_json_patch",

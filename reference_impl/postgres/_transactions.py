@@ -37,19 +37,20 @@ import itertools
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from helios_conformance import (
     BackendFailure,
     CapabilityDeclaration,
     InvalidRequest,
-    QueryParameters,
-    Resource,
-    SearchResult,
-    StoredResource,
     TenantContext,
 )
-from helios_conformance.transactions import FhirTransactionsMixin, check_isolation
+from helios_conformance.transactions import (
+    FhirTransactionsMixin,
+    ForwardedStorage,
+    ForwardingTransaction,
+    check_isolation,
+)
 
 from ._driver import translate_errors
 
@@ -292,7 +293,7 @@ class PostgresTransactions(FhirTransactionsMixin):
         return PostgresTransaction(backend, bound_view(backend, binding), context, binding)
 
 
-class PostgresTransaction:
+class PostgresTransaction(ForwardingTransaction):
     """One open PostgreSQL transaction: the backend's calls on its connection."""
 
     def __init__(
@@ -328,7 +329,7 @@ class PostgresTransaction:
             )
 
     async def _call(
-        self, context: TenantContext, call: Callable[[PostgresBackend], Awaitable[T]]
+        self, context: TenantContext, call: Callable[[ForwardedStorage], Awaitable[T]]
     ) -> T:
         """Run one contract call inside a savepoint: on failure only its writes go."""
         self._check(context)
@@ -385,84 +386,3 @@ class PostgresTransaction:
                     await self._binding.finish(commit=False)
             finally:
                 self._forget()
-
-    async def create(self, context: TenantContext, resource: Resource) -> StoredResource:
-        return await self._call(context, lambda view: view.create(context, resource))
-
-    async def create_or_update(
-        self, context: TenantContext, resource_type: str, resource_id: str, resource: Resource
-    ) -> tuple[StoredResource, bool]:
-        return await self._call(
-            context,
-            lambda view: view.create_or_update(context, resource_type, resource_id, resource),
-        )
-
-    async def read(
-        self, context: TenantContext, resource_type: str, resource_id: str
-    ) -> StoredResource:
-        return await self._call(
-            context, lambda view: view.read(context, resource_type, resource_id)
-        )
-
-    async def update(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        resource: Resource,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource:
-        return await self._call(
-            context,
-            lambda view: view.update(
-                context, resource_type, resource_id, resource, expected_version=expected_version
-            ),
-        )
-
-    async def delete(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource | None:
-        return await self._call(
-            context,
-            lambda view: view.delete(
-                context, resource_type, resource_id, expected_version=expected_version
-            ),
-        )
-
-    async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
-        return await self._call(
-            context, lambda view: view.exists(context, resource_type, resource_id)
-        )
-
-    async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
-        return await self._call(context, lambda view: view.count(context, resource_type))
-
-    async def vread(
-        self, context: TenantContext, resource_type: str, resource_id: str, version_id: str
-    ) -> StoredResource:
-        return await self._call(
-            context, lambda view: view.vread(context, resource_type, resource_id, version_id)
-        )
-
-    async def search(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        parameters: QueryParameters,
-        *,
-        strict: bool = True,
-        cursor: str | None = None,
-    ) -> SearchResult:
-        # The keyword is passed only when set (as the client does), so this works
-        # whether or not the backend pages by cursor.
-        extra: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
-        return await self._call(
-            context,
-            lambda view: view.search(context, resource_type, parameters, strict=strict, **extra),
-        )

@@ -30,16 +30,14 @@ from helios_conformance import (
     BackendFailure,
     CapabilityDeclaration,
     InvalidRequest,
-    QueryParameters,
-    Resource,
-    SearchResult,
-    StoredResource,
     TenantContext,
 )
 from helios_conformance.search import SearchParameterRegistry
 from helios_conformance.transactions import (
     UNGATED_METHODS,
     FhirTransactionsMixin,
+    ForwardedStorage,
+    ForwardingTransaction,
     check_isolation,
 )
 
@@ -192,7 +190,7 @@ class SQLiteTransactions(FhirTransactionsMixin):
         return transaction
 
 
-class SQLiteTransaction:
+class SQLiteTransaction(ForwardingTransaction):
     """One open SQLite transaction: the backend's calls, bound to one tenant."""
 
     def __init__(
@@ -233,7 +231,7 @@ class SQLiteTransaction:
         return self._backend
 
     async def _call(
-        self, context: TenantContext, call: Callable[[SQLiteBackend], Awaitable[T]]
+        self, context: TenantContext, call: Callable[[ForwardedStorage], Awaitable[T]]
     ) -> T:
         backend = self._check(context)
         try:
@@ -290,86 +288,3 @@ class SQLiteTransaction:
         finally:
             self._restore_registries()
             self._backend.transaction_gate.leave()
-
-    async def create(self, context: TenantContext, resource: Resource) -> StoredResource:
-        return await self._call(context, lambda backend: backend.create(context, resource))
-
-    async def create_or_update(
-        self, context: TenantContext, resource_type: str, resource_id: str, resource: Resource
-    ) -> tuple[StoredResource, bool]:
-        return await self._call(
-            context,
-            lambda backend: backend.create_or_update(context, resource_type, resource_id, resource),
-        )
-
-    async def read(
-        self, context: TenantContext, resource_type: str, resource_id: str
-    ) -> StoredResource:
-        return await self._call(
-            context, lambda backend: backend.read(context, resource_type, resource_id)
-        )
-
-    async def update(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        resource: Resource,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource:
-        return await self._call(
-            context,
-            lambda backend: backend.update(
-                context, resource_type, resource_id, resource, expected_version=expected_version
-            ),
-        )
-
-    async def delete(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        resource_id: str,
-        *,
-        expected_version: str | None = None,
-    ) -> StoredResource | None:
-        return await self._call(
-            context,
-            lambda backend: backend.delete(
-                context, resource_type, resource_id, expected_version=expected_version
-            ),
-        )
-
-    async def exists(self, context: TenantContext, resource_type: str, resource_id: str) -> bool:
-        return await self._call(
-            context, lambda backend: backend.exists(context, resource_type, resource_id)
-        )
-
-    async def count(self, context: TenantContext, resource_type: str | None = None) -> int:
-        return await self._call(context, lambda backend: backend.count(context, resource_type))
-
-    async def vread(
-        self, context: TenantContext, resource_type: str, resource_id: str, version_id: str
-    ) -> StoredResource:
-        return await self._call(
-            context, lambda backend: backend.vread(context, resource_type, resource_id, version_id)
-        )
-
-    async def search(
-        self,
-        context: TenantContext,
-        resource_type: str,
-        parameters: QueryParameters,
-        *,
-        strict: bool = True,
-        cursor: str | None = None,
-    ) -> SearchResult:
-        # The keyword is passed only when set (as the client does), so this works
-        # whether or not the backend pages by cursor.
-        extra: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
-        return await self._call(
-            context,
-            lambda backend: backend.search(
-                context, resource_type, parameters, strict=strict, **extra
-            ),
-        )
