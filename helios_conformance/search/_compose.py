@@ -28,6 +28,7 @@ over resource JSON, so a SQL backend can mirror it with joins on its index table
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -35,6 +36,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from .._errors import InvalidSearch, Unsupported
+from .._resource import StoredResource
 from ._evaluate import RowsByParam, _comparison_matches, parameter_matches
 from ._model import (
     ChainLink,
@@ -582,6 +584,28 @@ def subset_resource(
         wanted = MANDATORY_ELEMENTS[kind] | {"text"}
     kept = {k: copy.deepcopy(v) for k, v in resource.items() if k in _ALWAYS_KEPT or k in wanted}
     return _tagged(kept)
+
+
+def subset_match(stored: StoredResource, query: SearchQuery) -> StoredResource:
+    """A search match as ``query``'s ``_elements``/``_summary`` asks (:func:`subset_resource`);
+    unchanged when it asks for no subset."""
+    if not query.elements and query.summary in (None, SummaryMode.FALSE):
+        return stored
+    assert stored.resource is not None
+    subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
+    return replace(stored, resource=subset)
+
+
+def search_cursor_scope(
+    tenant: str, resource_type: str, parameters: Sequence[tuple[str, str]]
+) -> str:
+    """What a search cursor is bound to: the tenant, the type and the normalized query.
+
+    The query is normalized by sorting its pairs (their order does not change what
+    it means); ``_offset`` is left out because a cursor replaces it.
+    """
+    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
+    return json.dumps(["search", tenant, resource_type, pairs], separators=(",", ":"))
 
 
 def check_result_parameters(query: SearchQuery) -> None:

@@ -11,7 +11,7 @@ import bisect
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,6 @@ from ..search import (
     IndexRow,
     RowsByParam,
     SearchParameterRegistry,
-    SearchQuery,
     SummaryMode,
     TotalMode,
     check_chain_depth,
@@ -54,9 +53,10 @@ from ..search import (
     parse_query,
     parse_resource_json,
     resolve_includes,
+    search_cursor_scope,
     sort_key,
     sort_values,
-    subset_resource,
+    subset_match,
     validate_search_parameter,
 )
 from ._memory_bulk import MEMORY_BULK_CAPABILITIES, MemoryBulkStorage
@@ -562,7 +562,7 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
             subsetting=True,
         )
         check_result_parameters(query)
-        scope = _search_scope(context, resource_type, parameters)
+        scope = search_cursor_scope(context.tenant.value, resource_type, parameters)
         snapshot = len(self._log)
         after: tuple[Any, ...] | None = None
         if cursor is not None:
@@ -608,7 +608,7 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
             if cursor is None:
                 next_offset = start + len(page)
         entries = tuple(
-            self._subset(self._current(context, resource_type, rid), query) for _, _, rid in page
+            subset_match(self._current(context, resource_type, rid), query) for _, _, rid in page
         )
         included: tuple[StoredResource, ...] = ()
         if query.include or query.revinclude:
@@ -631,14 +631,6 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
     ) -> StoredResource:
         chain = self._chains[(context.tenant, resource_type, resource_id)]
         return _stored(chain, chain.current)
-
-    @staticmethod
-    def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
-        if not query.elements and query.summary in (None, SummaryMode.FALSE):
-            return stored
-        assert stored.resource is not None
-        subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
-        return replace(stored, resource=subset)
 
     async def scan_export(self, context: TenantContext, scan: ExportScan) -> ExportPage:
         """Bulk export's scan, narrowed to the context's compartment restriction."""
@@ -665,16 +657,6 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
                 current._grouped = None
                 done += 1
         return done
-
-
-def _search_scope(context: TenantContext, resource_type: str, parameters: QueryParameters) -> str:
-    """What a search cursor is bound to: the tenant, the type and the normalized query.
-
-    The query is normalized by sorting its pairs (their order does not change what
-    it means); ``_offset`` is left out because a cursor replaces it.
-    """
-    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
-    return json.dumps(["search", context.tenant.value, resource_type, pairs], separators=(",", ":"))
 
 
 class _TenantSource:

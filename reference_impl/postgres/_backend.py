@@ -40,7 +40,7 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +86,8 @@ from helios_conformance.search import (
     index_resource,
     parse_query,
     parse_resource_json,
-    subset_resource,
+    search_cursor_scope,
+    subset_match,
     validate_search_parameter,
 )
 
@@ -1212,7 +1213,7 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         check_resource_type(resource_type)
         tenant = context.tenant.value
         compartment = context_compartment(context)
-        scope = _search_scope(tenant, resource_type, parameters)
+        scope = search_cursor_scope(tenant, resource_type, parameters)
         for _ in range(_REGISTRY_RETRIES):
             state = await self._registry_state(context)
             query = parse_query(
@@ -1302,7 +1303,7 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             if first_form:
                 next_offset = (query.offset or 0) + len(page)
         entries = tuple(
-            _subset(_stored(query.resource_type, row[4], row[5], row[6], False, row[7]), query)
+            subset_match(_stored(query.resource_type, row[4], row[5], row[6], False, row[7]), query)
             for row in page
         )
         included = tuple(
@@ -1368,22 +1369,6 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         raise BackendFailure(
             f"the search parameters of tenant {tenant!r} kept changing during reindex; try again"
         )
-
-
-def _search_scope(tenant: str, resource_type: str, parameters: QueryParameters) -> str:
-    """What a search cursor is bound to, as the in-memory backend: the tenant, the type
-    and the query pairs sorted, ``_offset`` left out (a cursor replaces it)."""
-    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
-    return json.dumps(["search", tenant, resource_type, pairs], separators=(",", ":"))
-
-
-def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
-    """The ``_elements``/``_summary`` subset of a match (``subset_resource``)."""
-    if not query.elements and query.summary in (None, SummaryMode.FALSE):
-        return stored
-    assert stored.resource is not None
-    subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
-    return replace(stored, resource=subset)
 
 
 # -- opening ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar, cast
@@ -76,7 +76,8 @@ from helios_conformance.search import (
     index_resource,
     parse_query,
     parse_resource_json,
-    subset_resource,
+    search_cursor_scope,
+    subset_match,
     validate_search_parameter,
 )
 
@@ -1008,7 +1009,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
             resource_type, parameters, registry=registry, strict=strict, subsetting=True
         )
         check_result_parameters(query)
-        scope = _search_scope(tenant, resource_type, parameters)
+        scope = search_cursor_scope(tenant, resource_type, parameters)
         after: tuple[list[Any], str] | None = None
         snapshot: int | None = None
         if cursor is not None:
@@ -1051,7 +1052,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
             if first_form:
                 next_offset = (query.offset or 0) + len(outcome.rows)
         entries = tuple(
-            _subset(_stored(query.resource_type, rid, version, updated, 0, text), query)
+            subset_match(_stored(query.resource_type, rid, version, updated, 0, text), query)
             for rid, version, updated, text in outcome.rows
         )
         included = tuple(
@@ -1244,22 +1245,6 @@ def _write_index(
 def _search_unit(connection: sqlite3.Connection, plan: SearchPlan) -> SearchOutcome:
     with _transaction(connection, write=False):
         return run_search(connection, plan)
-
-
-def _search_scope(tenant: str, resource_type: str, parameters: QueryParameters) -> str:
-    """What a search cursor is bound to, as the in-memory backend: the tenant, the type
-    and the query pairs sorted, ``_offset`` left out (a cursor replaces it)."""
-    pairs = sorted((name, value) for name, value in parameters if name != "_offset")
-    return json.dumps(["search", tenant, resource_type, pairs], separators=(",", ":"))
-
-
-def _subset(stored: StoredResource, query: SearchQuery) -> StoredResource:
-    """The ``_elements``/``_summary`` subset of a match (``subset_resource``)."""
-    if not query.elements and query.summary in (None, SummaryMode.FALSE):
-        return stored
-    assert stored.resource is not None
-    subset = subset_resource(stored.resource, elements=query.elements, summary=query.summary)
-    return replace(stored, resource=subset)
 
 
 def _member_column(compartment: Compartment | None, arguments: list[Any]) -> str:
