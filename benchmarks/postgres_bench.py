@@ -434,8 +434,10 @@ _SEARCHES: tuple[tuple[str, list[tuple[str, str]], str, tuple[Any, ...]], ...] =
     (
         "date range",
         [("birthdate", "ge1950-01-01"), ("birthdate", "lt1950-07-01")],
-        "(i.date_low IS NOT NULL OR i.date_high IS NOT NULL) AND i.date_low >= $3"
-        " AND i.date_high <= $4",
+        # One bounded range on the low key (rows inside [$3, $4) start inside it),
+        # the exact ends checked on the same index entries: the best a hand-written
+        # lookup can do with schema version 4's date indexes.
+        "i.date_lo_key >= $3 AND i.date_lo_key < $4 AND i.date_low >= $3 AND i.date_high <= $4",
         ("birthdate", datetime(1950, 1, 1, tzinfo=UTC), datetime(1950, 7, 1, tzinfo=UTC)),
     ),
 )

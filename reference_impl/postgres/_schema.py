@@ -49,6 +49,11 @@ Everything lives in the schema ``helios``:
 ``cursor_secret`` (version 5)
     The key every process signs page cursors with, so one process honours another's
     cursors; written by the first opener, readable by the owner role only.
+``date_lo_key``/``date_hi_key`` (version 6)
+    Generated on ``search_index``: the least and greatest end of a date row (open
+    ends infinite, ``NULL`` on other rows), btree-indexed with the exact ends and the
+    resource id included, so a date test is one index-only range scan (they replace
+    version 2's two date indexes, whose OR-with-IS-NULL conditions no scan could bound).
 
 Every tenant table has row-level security, *forced* (it binds the table owner too): a row is
 visible and writable only when its ``tenant`` equals ``current_setting('helios.tenant')``,
@@ -76,7 +81,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncpg
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 APP_ROLE = "helios_app"
 """The role the application runs as: no ownership, no superuser, no BYPASSRLS."""
 
@@ -1277,6 +1282,65 @@ CREATE TABLE helios.cursor_secret (
 )
 """
 
+# -- version 6: date search keys -------------------------------------------------------
+
+# Date conditions compare ranges whose open ends are NULL, so every prefix is an OR with
+# IS NULL that no btree range scan can serve; and the exact check needed each row from
+# the heap. date_lo_key/date_hi_key (NULL on non-date rows) are the least and greatest of
+# the two ends, an open end as -infinity/infinity: every prefix but ne implies one range
+# on one of them (ge: date_hi_key >= low, lt: date_lo_key < low, ...; see _search.py),
+# whatever the row (a period may end before it starts). Each index carries the exact
+# ends and the resource id, so a date test is one index-only range scan plus the exact
+# condition. Generated columns: the write path fills them without change. They replace
+# the version 2 date indexes.
+_CREATE_DATE_KEYS = r"""
+CREATE FUNCTION helios.create_date_keys(p_schema text) RETURNS void
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    EXECUTE format($ddl$
+        ALTER TABLE %1$I.search_index
+          ADD COLUMN date_lo_key timestamptz GENERATED ALWAYS AS (
+              CASE WHEN date_low IS NOT NULL OR date_high IS NOT NULL THEN least(
+                  coalesce(date_low, '-infinity'), coalesce(date_high, 'infinity')) END) STORED,
+          ADD COLUMN date_hi_key timestamptz GENERATED ALWAYS AS (
+              CASE WHEN date_low IS NOT NULL OR date_high IS NOT NULL THEN greatest(
+                  coalesce(date_low, '-infinity'), coalesce(date_high, 'infinity')) END) STORED
+        $ddl$, p_schema);
+    EXECUTE format('DROP INDEX %I.search_index_date_low', p_schema);
+    EXECUTE format('DROP INDEX %I.search_index_date_high', p_schema);
+    EXECUTE format('CREATE INDEX search_index_date_lo ON %I.search_index'
+                   ' (tenant, resource_type, param, date_lo_key)'
+                   ' INCLUDE (resource_id, date_low, date_high) WHERE date_lo_key IS NOT NULL',
+                   p_schema);
+    EXECUTE format('CREATE INDEX search_index_date_hi ON %I.search_index'
+                   ' (tenant, resource_type, param, date_hi_key)'
+                   ' INCLUDE (resource_id, date_low, date_high) WHERE date_hi_key IS NOT NULL',
+                   p_schema);
+END
+$fn$
+"""
+
+_ENSURE_TENANT_SCHEMA_V6 = r"""
+CREATE OR REPLACE FUNCTION helios.ensure_tenant_schema(p_tenant text) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, helios AS $fn$
+DECLARE
+    v_schema text := 'tenant_' || substr(md5(p_tenant), 1, 24);
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('helios.tenant_schema:' || p_tenant, 0));
+    IF NOT EXISTS (SELECT FROM helios.tenant_schemas WHERE tenant = p_tenant) THEN
+        EXECUTE format('CREATE SCHEMA %I', v_schema);
+        PERFORM helios.create_storage(v_schema);
+        PERFORM helios.create_search_storage(v_schema);
+        PERFORM helios.create_composition_indexes(v_schema);
+        PERFORM helios.create_bulk_storage(v_schema);
+        PERFORM helios.create_date_keys(v_schema);
+        INSERT INTO helios.tenant_schemas (tenant, schema_name) VALUES (p_tenant, v_schema);
+    END IF;
+    RETURN v_schema;
+END
+$fn$
+"""
+
 # MIGRATIONS[n] takes a database from version n to n + 1. Append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -1324,6 +1388,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     _BULK_MIGRATION,
     (_CREATE_CURSOR_SECRET,),
+    (
+        _CREATE_DATE_KEYS,
+        "SELECT helios.create_date_keys('helios')",
+        "SELECT helios.create_date_keys(schema_name) FROM helios.tenant_schemas",
+        _ENSURE_TENANT_SCHEMA_V6,
+        "REVOKE ALL ON FUNCTION helios.create_date_keys(text) FROM PUBLIC",
+    ),
 )
 
 assert len(MIGRATIONS) == SCHEMA_VERSION
