@@ -35,7 +35,7 @@ by such a version was live in the snapshot takes one more statement
 (``helios.export_snapshot``) for that page.
 
 ``_typeFilter`` is translated with the search translation of :mod:`._search` (its
-``_Builder``, the very code ``search`` uses, so both agree). What it cannot express,
+``ConditionBuilder``, the very code ``search`` uses, so both agree). What it cannot express,
 chains and ``_has``, is evaluated in Python for every row of the page, with an
 ``IndexSource`` over the snapshot versions of the types the query reaches, read in one
 statement per type. When the Python side drops rows, the page is topped up with
@@ -101,7 +101,7 @@ from helios_conformance.search import (
     parse_resource_json,
 )
 
-from ._search import _Builder
+from ._search import ConditionBuilder
 
 if TYPE_CHECKING:
     import asyncpg
@@ -230,7 +230,7 @@ class _PagePlan:
         return texts, self.numbers, self.instants
 
 
-def _compartment_sql(builder: _Builder, scan: ExportScan, as_of: str) -> str:
+def _compartment_sql(builder: ConditionBuilder, scan: ExportScan, as_of: str) -> str:
     """Membership of ``r`` in ``scan.compartment``, on the current version's index rows."""
     compartment = scan.compartment
     assert compartment is not None
@@ -268,7 +268,7 @@ def _plan(
     queries: Sequence[SearchQuery],
     registry: SearchParameterRegistry,
 ) -> _PagePlan:
-    builder = _Builder(registry, scan.resource_type, datetime.now(UTC))
+    builder = ConditionBuilder(registry, scan.resource_type, datetime.now(UTC))
     p = builder.p
     p.texts[0] = tenant
     as_of = p.instant(scan.as_of)

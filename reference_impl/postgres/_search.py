@@ -402,8 +402,9 @@ def points_at(alias: str) -> str:
     )
 
 
-class _Builder:
-    """Translate one :class:`SearchQuery` into conditions on ``resources`` aliases.
+class ConditionBuilder:
+    """Translate one :class:`SearchQuery` into conditions on ``resources`` aliases
+    (used by search and by bulk export's ``_typeFilter``).
 
     A test is *about* a subject: ``r`` (the resources searched) at the top, an inner
     resource alias inside a chain or ``_has``. ``snapshot`` (a cursor's write
@@ -1312,7 +1313,7 @@ def build_search(
     Raises:
         InvalidSearch: the cursor's values do not fit this query's sort keys.
     """
-    builder = _Builder(
+    builder = ConditionBuilder(
         registry,
         query.resource_type,
         now or datetime.now(UTC),
@@ -1442,7 +1443,7 @@ def _meta_row(total: str, newest: str) -> str:
     )
 
 
-def _built(builder: _Builder, sql: str, kinds: tuple[str, ...]) -> BuiltSearch:
+def _built(builder: ConditionBuilder, sql: str, kinds: tuple[str, ...]) -> BuiltSearch:
     p = builder.p
     return BuiltSearch(
         sql=sql,
