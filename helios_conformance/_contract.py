@@ -192,6 +192,58 @@ class VersionedStorage(Protocol):
         ...
 
 
+TenantLocationKind = Literal["shared", "schema", "database"]
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLocation:
+    """Where a backend keeps one tenant's data.
+
+    Attributes:
+        kind: ``shared`` (tables shared by every tenant, rows carrying the tenant:
+            capability ``tenancy.shared_schema``), ``schema`` (a schema of its own:
+            ``tenancy.schema_per_tenant``) or ``database`` (a database of its own:
+            ``tenancy.database_per_tenant``).
+        name: the shared store's, schema's or database's name (a file for SQLite).
+    """
+
+    kind: TenantLocationKind
+    name: str
+
+
+@runtime_checkable
+class TenancyInspection(Protocol):
+    """How a backend lays out tenants, for the suites to check (``suites/tenancy``).
+
+    Optional: a backend that declares ``tenancy.shared_schema``,
+    ``tenancy.schema_per_tenant`` or ``tenancy.database_per_tenant`` implements it.
+    """
+
+    async def tenant_location(self, context: TenantContext) -> TenantLocation:
+        """Where ``context``'s tenant's data lives (created on first use if need be)."""
+        ...
+
+
+@runtime_checkable
+class RowLevelSecurityProbe(Protocol):
+    """Proof that the database, not the application, keeps tenants apart.
+
+    Optional: a backend that declares ``tenancy.row_level_security`` implements it.
+    """
+
+    async def ids_seen_without_tenant_filter(
+        self, context: TenantContext
+    ) -> tuple[tuple[str, str], ...]:
+        """Run, as the application's own database role and session (with the tenant set
+        as every call sets it), a query over every stored resource that has *no*
+        condition on the tenant; return the (type, id) of each row it sees.
+
+        With row-level security enforced by the database these are ``context``'s
+        tenant's resources only, whatever other tenants store beside them.
+        """
+        ...
+
+
 @runtime_checkable
 class HistoryStorage(Protocol):
     """History at instance, type and system level (R4 http.html#history).

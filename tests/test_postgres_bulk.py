@@ -161,7 +161,7 @@ def test_job_tables_live_in_the_tenant_schema(run: Run[Any], open_backend: Any) 
         record = BulkJobRecord("submission", f"s-{context.tenant}", "in-progress", "{}")
         run(backend.insert_bulk_job(context, record))
     run(backend.delete_bulk_job(B, "submission", "s-b"))
-    schema_a = backend.tenant_location(A)
+    schema_a = run(backend.tenant_location(A)).name
     jobs = run(_superuser_fetch(backend, f'SELECT tenant, id FROM "{schema_a}".bulk_jobs'))
     assert [tuple(row) for row in jobs] == [("a", "s-a")]
     assert run(_superuser_fetch(backend, "SELECT count(*) FROM helios.bulk_jobs"))[0][0] == 0

@@ -509,7 +509,7 @@ def test_schema_tenancy_has_its_own_index_tables(run: Run[Any], server: _server.
         a = _tenant()
         run(schema_backend.create_or_update(a, "Patient", "p1", _patient("p1", "Lee")))
         assert _ids(run, schema_backend, a, "family=le") == ["p1"]
-        location = schema_backend.tenant_location(a)
+        location = run(schema_backend.tenant_location(a)).name
         rows = run(
             _superuser_fetch(
                 schema_backend,

@@ -19,7 +19,7 @@ from .._bulk_contract import ExportPage, ExportScan
 from .._capabilities import CapabilityDeclaration
 from .._clock import MonotonicClock
 from .._compartment import Compartment, context_compartment, restrict_export_scan
-from .._contract import BackendConfig, BackendInfo, QueryParameters
+from .._contract import BackendConfig, BackendInfo, QueryParameters, TenantLocation
 from .._cursor import CursorCodec
 from .._errors import AccessDenied, Gone, InvalidSearch, NotFound, VersionConflict
 from .._history import HistoryWindow, history_window
@@ -213,6 +213,11 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
     @property
     def capabilities(self) -> CapabilityDeclaration:
         return self._capabilities
+
+    async def tenant_location(self, context: TenantContext) -> TenantLocation:
+        """Every tenant's data in the one in-process store (``TenancyInspection``)."""
+        del context
+        return TenantLocation("shared", f"memory:{id(self):x}")
 
     async def close(self) -> None:
         self._chains.clear()

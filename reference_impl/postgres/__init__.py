@@ -12,6 +12,7 @@ from ._backend import (
     PostgresBackend,
     PostgresOptions,
     open_postgres_backend,
+    postgres_capabilities,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "PostgresBackend",
     "PostgresOptions",
     "open_postgres_backend",
+    "postgres_capabilities",
 ]

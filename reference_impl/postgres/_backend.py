@@ -64,6 +64,7 @@ from helios_conformance import (
     SearchResult,
     StoredResource,
     TenantContext,
+    TenantLocation,
     Unsupported,
     VersionConflict,
     __version__,
@@ -183,11 +184,30 @@ POSTGRES_CAPABILITIES = CapabilityDeclaration.of(
     | POSTGRES_TRANSACTION_CAPABILITIES.supported
     | POSTGRES_BULK_CAPABILITIES.supported
 )
-"""Everything the PostgreSQL backend declares: the above, transactions
+"""Everything the PostgreSQL backend can declare (each tenancy mode declares its own
+layout: :func:`postgres_capabilities`): the above, transactions
 (``_transactions.py``) and Bulk Data (``_bulk.py``). Not declared (refused with
 Unsupported, as by every backend here): the terminology modifiers (``:in``,
 ``:not-in``, ``:above``/``:below`` on codes).
 """
+
+_LAYOUT_CAPABILITIES = {
+    "shared": frozenset({"tenancy.shared_schema", "tenancy.row_level_security"}),
+    "schema": frozenset({"tenancy.schema_per_tenant"}),
+    "database": frozenset({"tenancy.database_per_tenant"}),
+}
+"""The tenancy layout each mode has; row-level security is what isolates shared tables
+(the tables of a tenant schema or database carry it too, but isolate nothing there)."""
+
+
+def postgres_capabilities(tenancy: str) -> CapabilityDeclaration:
+    """What the backend declares with ``--backend-option tenancy=<tenancy>``: everything
+    but the tenancy layouts of the other modes."""
+    others = frozenset().union(
+        *(layout for mode, layout in _LAYOUT_CAPABILITIES.items() if mode != tenancy)
+    )
+    return CapabilityDeclaration.of(supported=POSTGRES_CAPABILITIES.supported - others)
+
 
 TENANCY_MODES = ("shared", "schema", "database")
 TEMPLATE_DATABASE = "helios_template"
@@ -467,7 +487,8 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
 
     @property
     def capabilities(self) -> CapabilityDeclaration:
-        return POSTGRES_CAPABILITIES
+        """What the backend declares in the tenancy mode it runs in."""
+        return postgres_capabilities(self._options.tenancy)
 
     @property
     def database(self) -> str:
@@ -607,14 +628,33 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             excess -= 1
             await pool.close()
 
-    def tenant_location(self, context: TenantContext) -> str:
-        """Where ``context``'s rows live: a schema, a database, or the shared tables."""
+    async def tenant_location(self, context: TenantContext) -> TenantLocation:
+        """Where ``context``'s rows live: its schema, its database, or the shared tables
+        (``TenancyInspection``; a tenant's schema is created on first use)."""
         tenant = context.tenant.value
-        if self._options.tenancy == "schema":
-            return self._schemas.get(tenant, "(not created yet)")
-        if self._options.tenancy == "database":
-            return tenant_database_name(self._database, tenant)
-        return "helios"
+        tenancy = self._options.tenancy
+        if tenancy == "schema":
+            with translate_errors():
+                _, schema = await self._route(tenant)
+            assert schema is not None
+            return TenantLocation("schema", schema)
+        if tenancy == "database":
+            return TenantLocation("database", tenant_database_name(self._database, tenant))
+        return TenantLocation("shared", f"{self._database}.helios")
+
+    async def ids_seen_without_tenant_filter(
+        self, context: TenantContext
+    ) -> tuple[tuple[str, str], ...]:
+        """``SELECT resource_type, id FROM resources``, with no tenant condition, on a
+        pooled connection (the application role) with the tenant set as every call sets
+        it (``TenancyInspection``): row-level security leaves the tenant's rows only."""
+
+        async def probe(view: PostgresBackend) -> tuple[tuple[str, str], ...]:
+            assert view._binding is not None
+            rows = await view._binding.connection.fetch("SELECT resource_type, id FROM resources")
+            return tuple((str(row[0]), str(row[1])) for row in rows)
+
+        return await run_in_session(self, context, probe, writer=False)
 
     async def _fetch(
         self, context: TenantContext, sql: str, *args: Any, compartment_enforced: bool = False

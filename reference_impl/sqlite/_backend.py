@@ -57,6 +57,7 @@ from helios_conformance import (
     SearchResult,
     StoredResource,
     TenantContext,
+    TenantLocation,
     VersionConflict,
     __version__,
     check_id,
@@ -449,6 +450,12 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
     def database(self) -> str:
         """The database path, or ``:memory:``."""
         return self._database
+
+    async def tenant_location(self, context: TenantContext) -> TenantLocation:
+        """The shared database, or the tenant's own file (``TenancyInspection``)."""
+        if self._tenants is not None:
+            return TenantLocation("database", str(self._tenants.path(context.tenant.value)))
+        return TenantLocation("shared", self._database)
 
     async def close(self) -> None:
         tenants, self._tenants = self._tenants, None
