@@ -30,8 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run the bundled suites against a backend and write results and the matrix",
         description="Run the bundled conformance suites against one backend (in parallel), "
-        "write REPORTS/<backend>.json, and re-render the capability matrix from every "
-        "results document in REPORTS. Arguments after '--' go to pytest.",
+        "write REPORTS/<backend>.json (<backend>--<option>.json with --backend-option), "
+        "and re-render the capability matrix from every results document in REPORTS (runs "
+        "of one backend share its column). Arguments after '--' go to pytest.",
     )
     run.add_argument("--backend", default="sqlite", help="backend name or module:factory")
     run.add_argument("--reports", type=Path, default=Path("reports"), help="output directory")
@@ -91,7 +92,10 @@ def pytest_command(args: argparse.Namespace, results_path: Path) -> list[str]:
 def _run(args: argparse.Namespace) -> int:
     reports: Path = args.reports
     reports.mkdir(parents=True, exist_ok=True)
-    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in args.backend)
+    # One file per backend and option set: runs of one backend in several modes
+    # (say tenancy=schema) sit side by side and the matrix merges them into its column.
+    stem = "--".join([args.backend, *sorted(args.backend_option)])
+    safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
     results_path = reports / f"{safe_name}.json"
     status = subprocess.call(pytest_command(args, results_path))
     if not results_path.is_file():

@@ -12,7 +12,7 @@ import html
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,35 +267,78 @@ def _check_ids(results: RunResults, known: frozenset[str]) -> None:
         )
 
 
+def merge_runs(runs: Sequence[RunResults]) -> list[RunResults]:
+    """One run per backend name, in order of first appearance: several runs of one
+    backend (say, one per tenancy mode it can be opened in) become one.
+
+    The merged run declares what any of them declared (and plans what any planned
+    and none declared); its tests are all their tests, so a capability declared in one
+    mode is judged by the tests that ran in that mode, and one declared in several by
+    all of theirs. Version, server version, suite version and platform are the first
+    run's; it is unavailable only when every run was.
+
+    Raises:
+        ValueError: runs of one backend from different suite versions (their tests
+            are not comparable).
+    """
+    groups: dict[str, list[RunResults]] = {}
+    for run in runs:
+        groups.setdefault(run.backend.name, []).append(run)
+    merged = []
+    for name, group in groups.items():
+        first = group[0]
+        if len(group) == 1:
+            merged.append(first)
+            continue
+        versions = sorted({run.suite_version for run in group})
+        if len(versions) > 1:
+            raise ValueError(
+                f"results of backend {name!r} come from suite versions {', '.join(versions)}; "
+                "runs merged into one column must come from one suite version"
+            )
+        available = [run for run in group if run.backend.unavailable is None]
+        declared = sorted({c for run in group for c in run.backend.declared})
+        planned = sorted({c for run in group for c in run.backend.planned} - set(declared))
+        merged.append(
+            replace(
+                first,
+                backend=replace(
+                    first.backend,
+                    declared=tuple(declared),
+                    planned=tuple(planned),
+                    unavailable=None if available else first.backend.unavailable,
+                ),
+                tests=tuple(test for run in group for test in run.tests),
+                probe=any(run.probe for run in group),
+            )
+        )
+    return merged
+
+
 def build_matrix(runs: Sequence[RunResults], *, catalog: Sequence[Capability] = CATALOG) -> Matrix:
-    """Build the matrix of ``runs`` (one column each, in the order given) over ``catalog``.
+    """Build the matrix of ``runs`` over ``catalog``: one column per backend, in the
+    order the backends first appear; several runs of one backend are merged
+    (:func:`merge_runs`).
 
     Args:
-        runs: one results document per backend.
+        runs: results documents, one or more per backend.
         catalog: the rows, in order; areas appear in the order of their first row.
 
     Returns:
         The matrix.
 
     Raises:
-        ValueError: no runs, or two runs of the same backend name, or a run declaring an
-            id both supported and planned.
+        ValueError: no runs, runs of one backend from different suite versions, or a
+            run declaring an id both supported and planned.
         UnknownCapability: a run mentions an id not in ``catalog`` (a ``ValueError`` naming
             the id and the backend).
     """
     if not runs:
         raise ValueError("no results documents to build a capability matrix from")
-    seen: set[str] = set()
-    for run in runs:
-        if run.backend.name in seen:
-            raise ValueError(
-                f"two results documents for backend {run.backend.name!r}; "
-                "the matrix has one column per backend"
-            )
-        seen.add(run.backend.name)
     known = frozenset(capability.id for capability in catalog)
     for run in runs:
         _check_ids(run, known)
+    runs = merge_runs(runs)
 
     tallies = [_tally(run) for run in runs]
     rows = tuple(
@@ -612,15 +655,16 @@ def load_runs(paths: Iterable[Path]) -> list[RunResults]:
         paths: results documents (and possibly matrix documents).
 
     Returns:
-        One :class:`RunResults` per results document, sorted by backend name.
+        One :class:`RunResults` per results document, sorted by backend name (runs of
+        one backend in the order their paths were given; :func:`build_matrix` merges
+        them into one column).
 
     Raises:
         InvalidResultsDocument: a file is not JSON, not a results document, or invalid;
             the message names the path and the reason.
-        ValueError: two files hold results for the same backend (both paths named).
         OSError: a file cannot be read.
     """
-    loaded: dict[str, tuple[Path, RunResults]] = {}
+    loaded: list[RunResults] = []
     for path in paths:
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
@@ -637,12 +681,8 @@ def load_runs(paths: Iterable[Path]) -> list[RunResults]:
                 f"{path}: not a helios-conformance results document ({what}; "
                 f"expected {RESULTS_SCHEMA_ID!r})"
             )
-        run = results_from_json(document, source=str(path))
-        name = run.backend.name
-        if name in loaded:
-            raise ValueError(f"{loaded[name][0]} and {path} both hold results for backend {name!r}")
-        loaded[name] = (path, run)
-    return [loaded[name][1] for name in sorted(loaded)]
+        loaded.append(results_from_json(document, source=str(path)))
+    return sorted(loaded, key=lambda run: run.backend.name)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -333,9 +334,33 @@ def test_matrix_totals_count_every_capability_once() -> None:
     assert column.total(Status.NO_TESTS) == len(CATALOG) - 3
 
 
-def test_duplicate_backend_names_are_refused() -> None:
-    with pytest.raises(ValueError, match="two results documents for backend 'memory'"):
-        build_matrix([run(t(P, "crud.create")), run(t(F, "crud.create"))])
+def test_runs_of_one_backend_are_merged_into_one_column() -> None:
+    """Runs of one backend in two modes: each mode's capability is judged by the tests
+    of the run that declared it, a capability both declared by all their tests."""
+    shared = run(
+        t(P, "tenancy.shared_schema"),
+        t(NS, "tenancy.schema_per_tenant"),
+        t(P, "crud.create"),
+        declared=("tenancy.shared_schema", "crud.create"),
+    )
+    schema = run(
+        t(NS, "tenancy.shared_schema"),
+        t(P, "tenancy.schema_per_tenant"),
+        t(F, "crud.create"),
+        declared=("tenancy.schema_per_tenant", "crud.create"),
+    )
+    matrix = build_matrix([shared, schema])
+    assert [column.name for column in matrix.backends] == ["memory"]
+    cells = {row.capability.id: row.cells[0] for row in matrix.rows}
+    assert cells["tenancy.shared_schema"].status is Status.IMPLEMENTED
+    assert cells["tenancy.schema_per_tenant"].status is Status.IMPLEMENTED
+    assert (cells["crud.create"].status, cells["crud.create"].ran) == (Status.PARTIAL, 2)
+
+
+def test_runs_of_one_backend_from_different_suite_versions_are_refused() -> None:
+    older = replace(run(t(P, "crud.create")), suite_version="0.0.1")
+    with pytest.raises(ValueError, match="suite versions 0.0.1, "):
+        build_matrix([older, run(t(P, "crud.create"))])
 
 
 def test_no_runs_are_refused() -> None:
@@ -607,12 +632,14 @@ def test_load_runs_refuses_foreign_files_naming_path_and_reason(
     assert str(caught.value).startswith(str(foreign))
 
 
-def test_load_runs_refuses_two_files_for_one_backend(tmp_path: Path) -> None:
+def test_load_runs_keeps_every_file_of_one_backend(tmp_path: Path) -> None:
     first, second = tmp_path / "one.json", tmp_path / "two.json"
-    write_results(run(t(P, "crud.create")), first)
-    write_results(run(t(F, "crud.create")), second)
-    with pytest.raises(ValueError, match=r"one\.json and .*two\.json both hold results"):
-        load_runs([first, second])
+    write_results(run(t(P, "crud.create"), declared=("crud.create",)), first)
+    write_results(run(t(F, "crud.create"), declared=("crud.create",)), second)
+    loaded = load_runs([first, second])
+    assert [len(one.tests) for one in loaded] == [1, 1]
+    cell = build_matrix(loaded).rows[0].cells[0]
+    assert (cell.status, cell.ran) == (Status.PARTIAL, 2)
 
 
 def test_write_matrix_writes_three_pages_atomically(tmp_path: Path) -> None:
