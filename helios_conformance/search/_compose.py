@@ -30,11 +30,12 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from .._cursor import CursorCodec
 from .._errors import InvalidSearch, Unsupported
 from .._resource import StoredResource
 from ._evaluate import RowsByParam, _comparison_matches, parameter_matches
@@ -606,6 +607,41 @@ def search_cursor_scope(
     """
     pairs = sorted((name, value) for name, value in parameters if name != "_offset")
     return json.dumps(["search", tenant, resource_type, pairs], separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCursor:
+    """Where a cursor's page starts: after the match with these (encoded) sort values
+    and this id, among the resources first written by write ``snapshot``."""
+
+    after_values: tuple[Any, ...]
+    after_id: str
+    snapshot: int
+
+    def payload(self) -> dict[str, Any]:
+        """What :class:`~helios_conformance.CursorCodec` signs for this cursor."""
+        return {"after": list(self.after_values), "id": self.after_id, "snapshot": self.snapshot}
+
+
+def read_search_cursor(
+    codec: CursorCodec, scope: str, cursor: str, query: SearchQuery
+) -> SearchCursor:
+    """Verify and read a search cursor issued for ``scope`` (:func:`search_cursor_scope`).
+
+    Raises:
+        InvalidSearch: ``_offset`` given too (both say where the page starts), or the
+            cursor is forged, from another query, or does not fit ``query``'s sort.
+    """
+    if query.offset is not None:
+        raise InvalidSearch(
+            "_offset and a cursor both say where the page starts; use one of them",
+            parameter="_offset",
+        )
+    payload = codec.decode(scope, cursor)
+    values = payload["after"]
+    if not isinstance(values, list) or len(values) != len(query.sort):
+        raise InvalidSearch("cursor: it does not fit this query", parameter="cursor")
+    return SearchCursor(tuple(values), str(payload["id"]), int(payload["snapshot"]))
 
 
 def check_result_parameters(query: SearchQuery) -> None:

@@ -21,7 +21,7 @@ from .._clock import MonotonicClock
 from .._compartment import Compartment, context_compartment, restrict_export_scan
 from .._contract import BackendConfig, BackendInfo, QueryParameters, TenantLocation
 from .._cursor import CursorCodec
-from .._errors import AccessDenied, Gone, InvalidSearch, NotFound, VersionConflict
+from .._errors import AccessDenied, Gone, NotFound, VersionConflict
 from .._history import HistoryWindow, history_window
 from .._resource import (
     HistoryPage,
@@ -41,6 +41,7 @@ from ..search import (
     ComposedEvaluator,
     IndexRow,
     RowsByParam,
+    SearchCursor,
     SearchParameterRegistry,
     SummaryMode,
     TotalMode,
@@ -52,6 +53,7 @@ from ..search import (
     index_resource,
     parse_query,
     parse_resource_json,
+    read_search_cursor,
     resolve_includes,
     search_cursor_scope,
     sort_key,
@@ -571,14 +573,9 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
         snapshot = len(self._log)
         after: tuple[Any, ...] | None = None
         if cursor is not None:
-            if query.offset is not None:
-                raise InvalidSearch(
-                    "_offset and a cursor both say where the page starts; use one of them",
-                    parameter="_offset",
-                )
-            payload = self._cursors.decode(scope, cursor)
-            snapshot = int(payload["snapshot"])
-            after = sort_key(query.sort, decode_sort_values(payload["after"]), str(payload["id"]))
+            resume = read_search_cursor(self._cursors, scope, cursor, query)
+            snapshot = resume.snapshot
+            after = sort_key(query.sort, decode_sort_values(resume.after_values), resume.after_id)
         source = _TenantSource(self, context.tenant, snapshot, context_compartment(context))
         evaluator = ComposedEvaluator(query, source)
         ordered = sorted(
@@ -608,7 +605,7 @@ class MemoryBackend(MemoryTransactions, MemoryBulkStorage):
             _, last_values, last_id = page[-1]
             next_cursor = self._cursors.encode(
                 scope,
-                {"after": encode_sort_values(last_values), "id": last_id, "snapshot": snapshot},
+                SearchCursor(tuple(encode_sort_values(last_values)), last_id, snapshot).payload(),
             )
             if cursor is None:
                 next_offset = start + len(page)

@@ -77,6 +77,7 @@ from helios_conformance import (
     validate_resource,
 )
 from helios_conformance.search import (
+    SearchCursor,
     SearchParameterRegistry,
     SearchQuery,
     SummaryMode,
@@ -87,6 +88,7 @@ from helios_conformance.search import (
     index_resource,
     parse_query,
     parse_resource_json,
+    read_search_cursor,
     search_cursor_scope,
     subset_match,
     validate_search_parameter,
@@ -1267,16 +1269,9 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             after: tuple[tuple[Any, ...], str] | None = None
             snapshot: int | None = None
             if cursor is not None:
-                if query.offset is not None:
-                    raise InvalidSearch(
-                        "_offset and a cursor both say where the page starts; use one of them",
-                        parameter="_offset",
-                    )
-                payload = self._cursors.decode(scope, cursor)
-                after = (decode_sort_values(payload["after"]), str(payload["id"]))
-                snapshot = int(payload["snapshot"])
-                if len(after[0]) != len(query.sort):
-                    raise InvalidSearch("cursor: it does not fit this query", parameter="cursor")
+                resume = read_search_cursor(self._cursors, scope, cursor, query)
+                after = (decode_sort_values(resume.after_values), resume.after_id)
+                snapshot = resume.snapshot
             built = build_search(
                 tenant,
                 query,
@@ -1332,14 +1327,12 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             last = page[-1]
             keys = {"text": last[8], "number": last[9], "instant": last[10]}
             values = [keys[kind][n] for n, kind in enumerate(built.sort_kinds)]
-            next_cursor = self._cursors.encode(
-                scope,
-                {
-                    "after": encode_sort_values(values),
-                    "id": last[4],
-                    "snapshot": snapshot if snapshot is not None else int(meta[12] or 0),
-                },
+            resume = SearchCursor(
+                tuple(encode_sort_values(values)),
+                last[4],
+                snapshot if snapshot is not None else int(meta[12] or 0),
             )
+            next_cursor = self._cursors.encode(scope, resume.payload())
             if first_form:
                 next_offset = (query.offset or 0) + len(page)
         entries = tuple(

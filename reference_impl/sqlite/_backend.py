@@ -48,7 +48,6 @@ from helios_conformance import (
     HistoryPage,
     HistoryWindow,
     InvalidResource,
-    InvalidSearch,
     MonotonicClock,
     NotFound,
     Operation,
@@ -69,6 +68,7 @@ from helios_conformance import (
     validate_resource,
 )
 from helios_conformance.search import (
+    SearchCursor,
     SearchParameterRegistry,
     SearchQuery,
     SummaryMode,
@@ -77,6 +77,7 @@ from helios_conformance.search import (
     index_resource,
     parse_query,
     parse_resource_json,
+    read_search_cursor,
     search_cursor_scope,
     subset_match,
     validate_search_parameter,
@@ -1020,16 +1021,9 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
         after: tuple[list[Any], str] | None = None
         snapshot: int | None = None
         if cursor is not None:
-            if query.offset is not None:
-                raise InvalidSearch(
-                    "_offset and a cursor both say where the page starts; use one of them",
-                    parameter="_offset",
-                )
-            payload = self._cursors.decode(scope, cursor)
-            after = (list(payload["after"]), str(payload["id"]))
-            snapshot = int(payload["snapshot"])
-            if len(after[0]) != len(query.sort):
-                raise InvalidSearch("cursor: it does not fit this query", parameter="cursor")
+            resume = read_search_cursor(self._cursors, scope, cursor, query)
+            after = (list(resume.after_values), resume.after_id)
+            snapshot = resume.snapshot
         summary_only = query.summary is SummaryMode.COUNT
         plan = plan_search(
             tenant,
@@ -1054,7 +1048,7 @@ class SQLiteBackend(SQLiteBulkStorage, SQLiteTransactions):
             last = outcome.rows[-1]
             next_cursor = self._cursors.encode(
                 scope,
-                {"after": list(outcome.keys[-1]), "id": last[0], "snapshot": outcome.snapshot},
+                SearchCursor(tuple(outcome.keys[-1]), last[0], outcome.snapshot).payload(),
             )
             if first_form:
                 next_offset = (query.offset or 0) + len(outcome.rows)
