@@ -28,6 +28,13 @@ writers of a tenant take a transaction-scoped advisory lock, the history ``seque
 is drawn under it, and the instant is ``greatest(clock_timestamp(), previous + 1 µs)``
 from the tenant's clock row. So several processes writing one database still give
 every tenant strictly increasing instants that agree with the history order.
+
+Beyond the one-statement calls: transactions (``_transactions.py``: one connection
+under the tenant's lock, a savepoint per call; bundles, conditional interactions and
+patch come from the harness on top), compartment-restricted callers
+(``_compartments.py``: short transactions that check membership), search with
+composition (``_search.py``: a page, its includes and its total in one statement) and
+Bulk Data (``_bulk.py``).
 """
 
 from __future__ import annotations
