@@ -40,6 +40,7 @@ from helios_conformance import (
     Gone,
     HeliosError,
     HistoryPage,
+    NotFound,
     Operation,
     StoredResource,
     TenantContext,
@@ -167,25 +168,6 @@ def test_capabilities_are_sqlites_plus_the_postgres_tenancy_modes() -> None:
     }
     claimed = POSTGRES_CAPABILITIES.supported
     assert claimed == SQLITE_CAPABILITIES.supported | postgres_only
-
-
-def test_search_capabilities_are_the_sqlite_backends() -> None:
-    """Postgres declares search composition exactly as SQLite does: chains, _has,
-    includes, sort, both paging forms and subsetting; terminology modifiers neither."""
-
-    def search(declared: frozenset[str]) -> set[str]:
-        return {c for c in declared if c.startswith("search.")}
-
-    assert search(POSTGRES_CAPABILITIES.supported) == search(SQLITE_CAPABILITIES.supported)
-    assert {
-        "search.chain",
-        "search.has",
-        "search.include.iterate",
-        "search.revinclude",
-        "search.sort.multi",
-        "search.paging.cursor",
-        "search.summary",
-    } <= POSTGRES_CAPABILITIES.supported
 
 
 @pytest.mark.parametrize(
@@ -1018,6 +1000,39 @@ def test_compartment_restriction_holds_in_every_tenancy_mode(
     with pytest.raises(AccessDenied):
         run(backend.update(restricted, "Observation", "o-p1", moved))
     assert run(backend.read(A, "Observation", "o-p1")).version_id == "1"
+
+
+def test_restricted_history_judges_a_deletion_by_the_version_it_deleted(
+    run: Run[Any], open_backend: Any
+) -> None:
+    """A deletion marker is in the compartment when the version it deleted was: the
+    caller sees its own Observation's deletion and not the other patient's, on history
+    pages of one entry and by vread (which reads the deleted version on its own)."""
+    backend = open_backend()
+    for pid in ("p1", "p2"):
+        run(backend.create_or_update(A, "Patient", pid, _patient(pid.upper(), pid)))
+        observation = {
+            "resourceType": "Observation",
+            "id": f"o-{pid}",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": f"Patient/{pid}"},
+        }
+        run(backend.create_or_update(A, "Observation", f"o-{pid}", observation))
+        run(backend.delete(A, "Observation", f"o-{pid}"))
+    restricted = _restricted("Patient/p1")
+    seen: list[tuple[str, str, bool]] = []
+    cursor = None
+    while True:
+        page = run(backend.history_type(restricted, "Observation", count=1, cursor=cursor))
+        seen += [(entry.id, entry.version_id, entry.deleted) for entry in page.entries]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == [("o-p1", "2", True), ("o-p1", "1", False)]
+    assert run(backend.vread(restricted, "Observation", "o-p1", "2")).deleted
+    with pytest.raises(NotFound):
+        run(backend.vread(restricted, "Observation", "o-p2", "2"))
 
 
 def test_transactions_of_one_tenant_serialise_across_processes(

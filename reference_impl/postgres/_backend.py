@@ -45,7 +45,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,6 +84,7 @@ from helios_conformance import (
     validate_resource,
 )
 from helios_conformance.search import (
+    IndexRow,
     SearchCursor,
     SearchParameterRegistry,
     SearchQuery,
@@ -766,17 +767,6 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         permissions = context.permissions
         for _ in range(_REGISTRY_RETRIES):
             state = await self._registry_state(context)
-            if compartment is not None:
-                await self._check_compartment_write(
-                    context,
-                    compartment,
-                    mode,
-                    resource_type,
-                    resource_id,
-                    body,
-                    expected_version,
-                    state.registry,
-                )
             after = state
             refusal: InvalidResource | None = None
             if resource_type == "SearchParameter":
@@ -789,11 +779,27 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             serialized = None if body is None else _serialize(body, resource_id)
             arrays = IndexArrays()
             last_updated_param = None
+            rows: tuple[IndexRow, ...] = ()
             if serialized is not None and refusal is None:
                 rows = index_resource(parse_resource_json(_index_text(serialized)), after.registry)
                 arrays.add(rows, skip="_lastUpdated")
                 if after.registry.get(resource_type, "_lastUpdated") is not None:
                     last_updated_param = "_lastUpdated"
+            if compartment is not None:
+                # The rows just computed decide the new body's membership (an unusable
+                # SearchParameter, never a compartment member, is indexed here alone).
+                body_rows = None
+                if body is not None:
+                    body_rows = rows if refusal is None else index_resource(body, state.registry)
+                await self._check_compartment_write(
+                    context,
+                    compartment,
+                    mode,
+                    resource_type,
+                    resource_id,
+                    body_rows,
+                    expected_version,
+                )
             row = await self._fetchrow(
                 context,
                 "SELECT o_outcome, o_version_id, o_last_updated, o_generation"
@@ -844,11 +850,12 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
         mode: str,
         resource_type: str,
         resource_id: str,
-        body: Resource | None,
+        body_rows: Sequence[IndexRow] | None,
         expected_version: str | None,
-        registry: SearchParameterRegistry,
     ) -> None:
         """Refuse a write touching a resource outside ``compartment`` (AccessDenied).
+
+        ``body_rows``: the new version's index rows (``None`` for a delete).
 
         Runs under the tenant's lock, just before the write. As in the memory
         backend, a write that fails anyway (NotFound, Gone, a version conflict, a
@@ -867,7 +874,6 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
             not live or (expected_version is not None and expected_version != str(current[0][0]))
         ):
             return
-        body_rows = None if body is None else list(index_resource(body, registry))
         await compartments.check_write(
             self, context, compartment, resource_type, resource_id, live, body_rows
         )
@@ -1050,9 +1056,12 @@ class PostgresBackend(PostgresBulkStorage, PostgresTransactions):
                 version_id=version_id,
             )
         if compartment is not None:
-            registry = (await self._registry_state(context)).registry
-            version = (resource_type, resource_id, wanted, bool(deleted), text)
-            if not await compartments.version_in(self, context, compartment, registry, version):
+            judge = compartments.VersionJudge(
+                self, context, compartment, (await self._registry_state(context)).registry
+            )
+            # The row as history reads it: (sequence, type, id, version, instant, deleted, text).
+            version = (None, resource_type, resource_id, wanted, last_updated, deleted, text)
+            if not await judge.contains(version):
                 raise compartments.hidden(resource_type, resource_id)
         return _stored(resource_type, resource_id, wanted, last_updated, deleted, text)
 

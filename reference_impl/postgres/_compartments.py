@@ -25,7 +25,8 @@ Unrestricted callers never come here: they keep their one statement per call.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from helios_conformance import (
     AccessDenied,
@@ -117,13 +118,6 @@ async def member_now(
     )
 
 
-def rows_in(
-    compartment: Compartment, resource_type: str, resource_id: str, rows: list[IndexRow]
-) -> bool:
-    """:meth:`Compartment.contains` on index rows computed for a write."""
-    return compartment.contains(resource_type, resource_id, rows)
-
-
 def text_in(
     compartment: Compartment,
     registry: SearchParameterRegistry,
@@ -170,7 +164,7 @@ async def check_write(
     resource_type: str,
     resource_id: str,
     current_live: bool,
-    body_rows: list[IndexRow] | None,
+    body_rows: Sequence[IndexRow] | None,
 ) -> None:
     """Refuse a write touching a resource outside ``compartment`` (as the memory backend).
 
@@ -187,37 +181,68 @@ async def check_write(
             f"{resource_type}/{resource_id} is outside compartment {compartment.reference}; "
             "nothing was written"
         )
-    if body_rows is not None and not rows_in(compartment, resource_type, resource_id, body_rows):
+    if body_rows is not None and not compartment.contains(resource_type, resource_id, body_rows):
         raise AccessDenied(
             f"the new version of {resource_type}/{resource_id} would lie outside compartment "
             f"{compartment.reference}; nothing was written"
         )
 
 
-async def version_in(
-    view: PostgresBackend,
-    context: TenantContext,
-    compartment: Compartment,
-    registry: SearchParameterRegistry,
-    row: tuple[str, str, int, bool, str | None],
-) -> bool:
-    """Whether one history version (type, id, version, deleted, text) is in ``compartment``.
+class VersionJudge:
+    """Decides which history versions are in a compartment, each version once.
 
-    A deletion marker is in it when the version it deleted was.
+    A deletion marker is in the compartment when the version it deleted was; that
+    version's text is taken from the rows already read when it is among them (a
+    resource's history, or the same batch), and read with one statement otherwise.
     """
-    resource_type, resource_id, version_id, deleted, text = row
-    if deleted and version_id > 1:
-        previous = await view._fetch(
-            context,
-            "SELECT o_current, o_found, o_last_updated, o_deleted, o_text"
-            " FROM helios.read_version($1, $2, $3, $4, $5)",
-            resource_type,
-            resource_id,
-            version_id - 1,
-            compartment_enforced=True,
-        )
-        text = previous[0][4] if previous and previous[0][1] else None
-    return text_in(compartment, registry, resource_type, resource_id, text)
+
+    def __init__(
+        self,
+        view: PostgresBackend,
+        context: TenantContext,
+        compartment: Compartment,
+        registry: SearchParameterRegistry,
+    ) -> None:
+        self._view = view
+        self._context = context
+        self._compartment = compartment
+        self._registry = registry
+        self._texts: dict[tuple[str, str, int], str | None] = {}
+        self._verdicts: dict[tuple[str, str, int], bool] = {}
+
+    def saw(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Remember the texts of history rows read, for the deletion markers after them."""
+        for row in rows:
+            if row[0] is not None:
+                self._texts[(row[1], row[2], int(row[3]))] = row[6]
+
+    async def _text_of(self, resource_type: str, resource_id: str, version_id: int) -> str | None:
+        key = (resource_type, resource_id, version_id)
+        if key not in self._texts:
+            found = await self._view._fetch(
+                self._context,
+                "SELECT o_current, o_found, o_last_updated, o_deleted, o_text"
+                " FROM helios.read_version($1, $2, $3, $4, $5)",
+                resource_type,
+                resource_id,
+                version_id,
+                compartment_enforced=True,
+            )
+            self._texts[key] = found[0][4] if found and found[0][1] else None
+        return self._texts[key]
+
+    async def contains(self, row: asyncpg.Record | tuple[Any, ...]) -> bool:
+        """Whether the history row (sequence, type, id, version, instant, deleted, text) is in."""
+        resource_type, resource_id, version_id = row[1], row[2], int(row[3])
+        key = (resource_type, resource_id, version_id)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            text = row[6]
+            if row[5] and version_id > 1:
+                text = await self._text_of(resource_type, resource_id, version_id - 1)
+            verdict = text_in(self._compartment, self._registry, resource_type, resource_id, text)
+            self._verdicts[key] = verdict
+        return verdict
 
 
 async def restricted_history(
@@ -236,7 +261,7 @@ async def restricted_history(
     compartment in every version is NotFound, checked before the cursor is decoded (as
     the memory backend does).
     """
-    registry = (await view._registry_state(context)).registry
+    judge = VersionJudge(view, context, compartment, (await view._registry_state(context)).registry)
     if resource_id is not None:
         assert resource_type is not None
         every = history_window(None, None, None)
@@ -252,11 +277,11 @@ async def restricted_history(
         if not versions:
             raise hidden(resource_type, resource_id)
         versions = [row for row in versions if row[0] is not None]
-        if not [
-            row
-            for row in versions
-            if await version_in(view, context, compartment, registry, _key(row))
-        ]:
+        judge.saw(versions)
+        for row in versions:
+            if await judge.contains(row):
+                break
+        else:
             raise hidden(resource_type, resource_id)
     before_sequence = None
     if cursor is not None:
@@ -274,8 +299,9 @@ async def restricted_history(
             compartment_enforced=True,
         )
         batch = [row for row in batch if row[0] is not None]
+        judge.saw(batch)
         for row in batch:
-            if await version_in(view, context, compartment, registry, _key(row)):
+            if await judge.contains(row):
                 kept.append(row)
                 if len(kept) > window.count:
                     break
@@ -288,7 +314,3 @@ async def restricted_history(
     if more:
         next_cursor = view._cursors.encode(scope, {"before_sequence": kept[-1][0]})
     return kept, next_cursor
-
-
-def _key(row: asyncpg.Record) -> tuple[str, str, int, bool, str | None]:
-    return row[1], row[2], int(row[3]), bool(row[5]), row[6]

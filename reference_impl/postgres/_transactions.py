@@ -129,15 +129,13 @@ class _Binding:
         schema: str | None,
         *,
         writer: bool,
-        snapshot: bool = False,
     ) -> _Binding:
         """Take a connection and open the transaction in one round trip.
 
-        ``writer`` takes the tenant's advisory lock (first, so READ COMMITTED then sees
-        the latest commit); ``snapshot`` runs REPEATABLE READ instead, for a reader of
-        several statements that must agree with each other.
+        A ``writer`` takes the tenant's advisory lock first, so READ COMMITTED then
+        sees the latest commit; a reader runs REPEATABLE READ, so its statements agree.
         """
-        level = "REPEATABLE READ" if snapshot and not writer else "READ COMMITTED"
+        level = "READ COMMITTED" if writer else "REPEATABLE READ"
         script = (
             f"BEGIN ISOLATION LEVEL {level};"
             f" SELECT set_config('helios.tenant', {quote_literal(tenant)}, true),"
@@ -229,9 +227,7 @@ async def run_in_session(
         refuse_write_beside_own_transaction(backend, tenant)
     with translate_errors():
         pool, schema = await backend._route(tenant)
-        binding = await _Binding.open(
-            id(backend), pool, tenant, schema, writer=writer, snapshot=not writer
-        )
+        binding = await _Binding.open(id(backend), pool, tenant, schema, writer=writer)
     view = bound_view(backend, binding)
     try:
         result = await call(view)
